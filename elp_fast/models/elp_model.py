@@ -1,0 +1,278 @@
+"""ELPModel: a frozen HF speech encoder plus E-, L- and P-adapters, with its own forward.
+
+The model holds the HF modules (feature encoder, projection, positional convolution, every
+layer's attention, feed-forward and norms) and composes them; transformers classes are never
+patched. The only family-specific step, the attention call, lives in the per-family files.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..config import ELPConfig, ELPConfigError, resolve_layers
+from ..modules import EAdapter, LAdapterBank, PAdapter
+from . import heads
+from .inputs import check_input_values, check_attention_mask
+from .registry import Resolved
+
+GROUPS = ("E-adapters", "L-adapters", "layer weights", "P-adapter", "encoder layer norms", "task head")
+
+
+@dataclass
+class ELPOutput(ModelOutput):
+    """last_hidden_state is H (B, T, l_dim), or the encoder output when no L-adapters run.
+    attention_mask is the frame mask (B, T) of real frames (None when no mask was given).
+    hidden_states, on request, are X^0..X^L without pseudo frames."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    last_hidden_state: Optional[torch.Tensor] = None
+    attention_mask: Optional[torch.Tensor] = None
+    hidden_states: Optional[tuple] = None
+
+
+class ELPModel(nn.Module):
+    def __init__(self, model: nn.Module, config: ELPConfig, resolved: Resolved) -> None:
+        super().__init__()
+        self.config = config
+        self.model = model  # the user's HF model (base or head model), frozen below
+        self.family = resolved.family
+        self.head_kind = resolved.head_kind
+        self.stable_layer_norm = resolved.stable_layer_norm
+        self._base_name = "" if resolved.base is model else model.base_model_prefix
+        self._adapters_enabled = True
+
+        hf = self.backbone.config
+        num_layers, dim, feat_dim = hf.num_hidden_layers, hf.hidden_size, hf.conv_dim[-1]
+        self.e_layer_ids = resolve_layers("e_layers", config.e_layers, num_layers)
+        self.l_layer_ids = resolve_layers("l_layers", config.l_layers, num_layers)
+        if self.l_layer_ids and self.e_layer_ids and max(self.e_layer_ids) > max(self.l_layer_ids):
+            raise ELPConfigError(
+                f"ELPConfig.e_layers: got {config.e_layers!r}, which puts an E-adapter in layer "
+                f"{max(self.e_layer_ids)} above the highest L-adapter tap {max(self.l_layer_ids)} "
+                "(l_layers); it would never receive a gradient. Expected e_layers within the tapped range")
+
+        ref = next(model.parameters())
+        kw = dict(device=ref.device, dtype=ref.dtype)
+        self.e_adapters = nn.ModuleDict({
+            str(i): EAdapter(dim, config.e_bottleneck, activation=config.e_act, eps=config.eps,
+                             init_std=config.init_std, **kw)
+            for i in self.e_layer_ids})
+        self.l_adapters = (LAdapterBank(len(self.l_layer_ids), dim, config.l_dim,
+                                        activation=config.l_act, eps=config.eps,
+                                        init_std=config.init_std, **kw)
+                           if self.l_layer_ids else None)
+        self.p_adapter = (PAdapter(config.p_len, feat_dim, mode=config.p_mode,
+                                   bottleneck=config.p_bottleneck, activation=config.activation,
+                                   init_std=config.init_std, frame_init_std=config.p_init_std, **kw)
+                          if config.p_len > 0 else None)
+        self.output_dim = config.l_dim if self.l_adapters is not None else dim
+        # Replaced head input layer, kept (frozen) so disable_adapters() reproduces the original.
+        self.original_head_input: Optional[nn.Linear] = heads.adapt_head(model, self.head_kind, self.output_dim)
+        self._mark_trainable()
+
+    # -- structure -----------------------------------------------------------------------
+
+    @property
+    def backbone(self) -> nn.Module:
+        return getattr(self.model, self._base_name) if self._base_name else self.model
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.backbone.encoder.layers)
+
+    def _layer_norm_params(self) -> Iterator[tuple[str, nn.Parameter]]:
+        prefix = f"model.{self._base_name}." if self._base_name else "model."
+        for i, layer in enumerate(self.backbone.encoder.layers):
+            for norm in ("layer_norm", "final_layer_norm"):
+                for pname, p in getattr(layer, norm).named_parameters():
+                    yield f"{prefix}encoder.layers.{i}.{norm}.{pname}", p
+
+    def _head_params(self) -> Iterator[tuple[str, nn.Parameter]]:
+        for mname in heads.HEAD_MODULES.get(self.head_kind, ()):
+            for pname, p in getattr(self.model, mname).named_parameters():
+                yield f"model.{mname}.{pname}", p
+
+    def _mark_trainable(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if self.original_head_input is not None:
+            self.original_head_input.requires_grad_(False)
+        if self.config.train_layer_norms:
+            for _, p in self._layer_norm_params():
+                p.requires_grad_(True)
+        if self.config.train_head:
+            for _, p in self._head_params():
+                p.requires_grad_(True)
+        for module in (self.e_adapters, self.l_adapters, self.p_adapter):
+            if module is not None:
+                module.requires_grad_(True)
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("e_adapters."):
+            return "E-adapters"
+        if name == "l_adapters.layer_logits":
+            return "layer weights"
+        if name.startswith("l_adapters."):
+            return "L-adapters"
+        if name.startswith("p_adapter."):
+            return "P-adapter"
+        if name in {n for n, _ in self._layer_norm_params()}:
+            return "encoder layer norms"
+        if name in {n for n, _ in self._head_params()}:
+            return "task head"
+        return "backbone"
+
+    def trainable_parameter_counts(self) -> dict:
+        """Trainable parameters per group, plus 'trainable', 'total' and 'trainable_no_head'."""
+        counts = dict.fromkeys(GROUPS, 0)
+        total = 0
+        for name, p in self.named_parameters():
+            total += p.numel()
+            if p.requires_grad:
+                group = self.parameter_group(name)
+                counts[group] = counts.get(group, 0) + p.numel()
+        counts["trainable"] = sum(counts[g] for g in counts)
+        counts["trainable_no_head"] = counts["trainable"] - counts["task head"]
+        counts["total"] = total
+        return counts
+
+    def parameter_report(self) -> str:
+        c = self.trainable_parameter_counts()
+        total = c["total"]
+        lines = [f"ELP trainable parameters ({type(self.model).__name__}, {self.family.name}, "
+                 f"{'pre' if self.stable_layer_norm else 'post'}-LN, {self.num_layers} layers)"]
+        for group in [g for g in c if g not in ("trainable", "trainable_no_head", "total")]:
+            lines.append(f"  {group:<22}{c[group]:>14,}  {100 * c[group] / total:7.3f} %")
+        lines.append(f"  {'trainable (no head)':<22}{c['trainable_no_head']:>14,}  "
+                     f"{100 * c['trainable_no_head'] / total:7.3f} %")
+        lines.append(f"  {'trainable':<22}{c['trainable']:>14,}  {100 * c['trainable'] / total:7.3f} %")
+        lines.append(f"  {'all parameters':<22}{total:>14,}")
+        return "\n".join(lines)
+
+    def print_trainable_parameters(self) -> None:
+        print(self.parameter_report())
+
+    @contextlib.contextmanager
+    def disable_adapters(self) -> Iterator[None]:
+        """Within the block the model computes exactly what the original HF model computes."""
+        previous = self._adapters_enabled
+        self._adapters_enabled = False
+        try:
+            yield
+        finally:
+            self._adapters_enabled = previous
+
+    @property
+    def adapters_enabled(self) -> bool:
+        return self._adapters_enabled
+
+    def save_adapters(self, directory) -> None:
+        from ..checkpoint import save_adapters
+
+        save_adapters(self, directory)
+
+    def load_adapters(self, directory) -> None:
+        from ..checkpoint import load_adapters
+
+        load_adapters(self, directory)
+
+    def adapter_state_dict(self) -> dict:
+        """The trainable tensors (what an adapter checkpoint holds), by parameter name."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, input_values: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None, *, output_hidden_states: bool = False,
+                sampling_rate: Optional[int] = None) -> ELPOutput:
+        bb = self.backbone
+        input_values = check_input_values(input_values, bb, sampling_rate)
+        attention_mask = check_attention_mask(attention_mask, input_values)
+        enabled = self._adapters_enabled
+
+        feats = bb.feature_extractor(input_values).transpose(1, 2)  # (B, T, c)
+        frame_mask = None
+        if attention_mask is not None:
+            frame_mask = bb._get_feature_vector_attention_mask(feats.shape[1], attention_mask)
+        if labels is not None:
+            heads.check_labels(self.model, self.head_kind, labels, frame_mask, feats.shape[:2])
+
+        k, enc_mask = 0, frame_mask
+        if enabled and self.p_adapter is not None:
+            pseudo = self.p_adapter(feats, frame_mask)
+            k = pseudo.shape[1]
+            feats = torch.cat([pseudo, feats], dim=1)
+            if frame_mask is not None:
+                enc_mask = torch.cat([frame_mask.new_ones(frame_mask.shape[0], k), frame_mask], dim=1)
+
+        hidden = bb.feature_projection(feats)
+        if isinstance(hidden, tuple):  # wav2vec2/WavLM also return the normalised features
+            hidden = hidden[0]
+        hidden = bb._mask_hidden_states(hidden, attention_mask=enc_mask)  # SpecAugment when training
+        states = self._encode(hidden, enc_mask, enabled, output_hidden_states)
+
+        def real(t: torch.Tensor) -> torch.Tensor:
+            return t[:, k:] if k else t
+
+        if enabled and self.l_adapters is not None:
+            H = self.l_adapters([real(states[i + 1]) for i in self.l_layer_ids])
+        elif heads.uses_hf_layer_sum(self.model, self.head_kind):  # adapters disabled
+            H = real(heads.hf_layer_sum(self.model, states))
+        else:
+            last = states[-1]
+            H = real(bb.encoder.layer_norm(last) if self.stable_layer_norm else last)
+        all_states = tuple(real(s) for s in states) if output_hidden_states else None
+
+        logits = loss = None
+        if self.head_kind is not None:
+            logits, loss = heads.head_forward(self, H, frame_mask, labels, enabled)
+        return ELPOutput(loss=loss, logits=logits, last_hidden_state=H, attention_mask=frame_mask,
+                         hidden_states=all_states)
+
+    def _encode(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], enabled: bool,
+                all_layers: bool) -> list:
+        """Run the encoder; returns [X^0, X^1, ...] up to the last layer that is needed."""
+        enc = self.backbone.encoder
+        if mask is not None:
+            hidden = hidden.masked_fill(~mask.unsqueeze(-1), 0.0)  # padded frames are zero, as in HF
+        hidden = hidden + enc.pos_conv_embed(hidden)
+        if not self.stable_layer_norm:
+            hidden = enc.layer_norm(hidden)
+        hidden = enc.dropout(hidden)
+        attn_mask = self.family.prepare_attention_mask(enc, hidden, mask)
+
+        # Layers above the highest L tap cannot influence H: skip them (LayerDrop is never used).
+        n_run = self.num_layers
+        if enabled and self.l_adapters is not None and not all_layers:
+            n_run = max(self.l_layer_ids) + 1
+        states, carry = [hidden], None
+        for i in range(n_run):
+            hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
+            states.append(hidden)
+        return states
+
+    def _layer(self, i: int, layer: nn.Module, hidden: torch.Tensor, attn_mask, carry, enabled: bool):
+        adapter = self.e_adapters[str(i)] if enabled and str(i) in self.e_adapters else None
+        residual = hidden
+        h = layer.layer_norm(hidden) if self.stable_layer_norm else hidden
+        h, carry = self.family.attention(layer, h, attn_mask, carry, i)
+        h = residual + layer.dropout(h)
+        if self.stable_layer_norm:  # out = A + E(FFN(LN_final(A)))
+            ff = layer.feed_forward(layer.final_layer_norm(h))
+            out = adapter(ff, residual=h) if adapter is not None else h + ff
+            if getattr(layer, "adapter_layer", None) is not None:  # MMS attention adapters
+                out = out + layer.adapter_layer(out)
+        else:  # out = LN_final(A + E(FFN(A)))
+            a = layer.layer_norm(h)
+            ff = layer.feed_forward(a)
+            if adapter is not None:
+                out = adapter(ff, residual=a, post_ln=layer.final_layer_norm)
+            else:
+                out = layer.final_layer_norm(a + ff)
+        return out, carry
