@@ -138,15 +138,17 @@ def _check_safetensors_header(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+    if len(head) == 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if header_len <= min(size - 8, _MAX_HEADER) and head[8:9] == b"{":
+            return
+    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:4] == b"PK\x03\x04":
         raise CheckpointError(f"load_adapters: {path} is a pickle / torch.save file, not safetensors; "
                               "elp_fast never unpickles checkpoints")
     if len(head) < 9:
         raise CheckpointError(f"load_adapters: {path} is truncated ({size} bytes); expected a safetensors file")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > min(size - 8, _MAX_HEADER) or head[8:9] != b"{":
-        raise CheckpointError(f"load_adapters: {path} is not a valid safetensors file (bad header: "
-                              f"declares {header_len} header bytes in a {size}-byte file)")
+    raise CheckpointError(f"load_adapters: {path} is not a valid safetensors file (its header does not "
+                          f"fit in the {size}-byte file)")
 
 
 def load_tensors(directory: Path, meta: dict) -> dict:

@@ -2,10 +2,16 @@
 layer computes and every later layer reuses; layers return (hidden, position_bias)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
 from torch import nn
+
+# transformers' WavLM attention combines a bool padding mask with its float position bias, which
+# makes torch warn on every masked forward. The result is correct; the warning is noise.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask",
+                        category=UserWarning)
 
 
 class WavLMFamily:
