@@ -191,3 +191,34 @@ def test_pickle_posing_as_safetensors_never_executes(saved, tmp_path):
     with pytest.raises(CheckpointError):
         _trained().load_adapters(saved)
     assert not marker.exists()
+
+
+def test_interrupted_save_is_never_loaded_silently(tmp_path, monkeypatch):
+    from elp_fast import checkpoint
+
+    elp = _trained()
+    elp.save_adapters(tmp_path)
+    with torch.no_grad():
+        elp.l_adapters.layer_logits.add_(1.0)
+    real_write = checkpoint._write_atomic
+
+    def crash_before_config(path, data):
+        if path.name == CONFIG_NAME:
+            raise KeyboardInterrupt("killed between the two renames")
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write_atomic", crash_before_config)
+    with pytest.raises(KeyboardInterrupt):
+        elp.save_adapters(tmp_path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == [CONFIG_NAME, WEIGHTS_NAME]  # no temp files left behind
+    with pytest.raises(CheckpointError, match="does not match adapter_config.json"):
+        _trained().load_adapters(tmp_path)
+
+
+def test_save_into_a_file_path_is_refused(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        _trained().save_adapters(target)
+    assert target.read_text() == "keep me"

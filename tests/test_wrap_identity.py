@@ -65,3 +65,16 @@ def test_hidden_states_on_request_and_layers_skipped_when_not_needed(backbone_ke
 def test_every_family_is_covered():
     families = {elp_fast.wrap(tiny_model(k)).family.name for k in BACKBONES}
     assert families == {"wavlm", "wav2vec2", "hubert", "data2vec-audio"}
+
+
+def test_mms_attention_adapters_are_kept():
+    """MMS checkpoints (pre-LN wav2vec2 with adapter_attn_dim) carry per-layer adapters of their own."""
+    model = tiny_model("wav2vec2-preln", adapter_attn_dim=8)
+    assert model.encoder.layers[0].adapter_layer is not None
+    ref = copy.deepcopy(model)
+    elp = elp_fast.wrap(model, e_bottleneck=8, l_dim=16).eval()
+    match_grad_flags(ref, elp)
+    x, mask = audio_batch()
+    with torch.no_grad(), elp.disable_adapters():
+        assert torch.equal(elp(x, attention_mask=mask).last_hidden_state,
+                           ref(x, attention_mask=mask).last_hidden_state)
