@@ -113,31 +113,30 @@ class ELPModel(nn.Module):
             if module is not None:
                 module.requires_grad_(True)
 
-    def parameter_group(self, name: str) -> str:
-        if name.startswith("e_adapters."):
-            return "E-adapters"
-        if name == "l_adapters.layer_logits":
-            return "layer weights"
-        if name.startswith("l_adapters."):
-            return "L-adapters"
-        if name.startswith("p_adapter."):
-            return "P-adapter"
-        if name in {n for n, _ in self._layer_norm_params()}:
-            return "encoder layer norms"
-        if name in {n for n, _ in self._head_params()}:
-            return "task head"
-        return "backbone"
+    def _backbone_groups(self) -> dict:
+        groups = {n: "encoder layer norms" for n, _ in self._layer_norm_params()}
+        groups.update({n: "task head" for n, _ in self._head_params()})
+        return groups
+
+    def parameter_group(self, name: str, _backbone: Optional[dict] = None) -> str:
+        """The report group a parameter (by its name in this module) belongs to."""
+        for prefix, group in (("e_adapters.", "E-adapters"), ("l_adapters.layer_logits", "layer weights"),
+                              ("l_adapters.", "L-adapters"), ("p_adapter.", "P-adapter")):
+            if name.startswith(prefix):
+                return group
+        return (_backbone if _backbone is not None else self._backbone_groups()).get(name, "backbone")
 
     def trainable_parameter_counts(self) -> dict:
-        """Trainable parameters per group, plus 'trainable', 'total' and 'trainable_no_head'."""
+        """Trainable parameters per group, plus 'trainable', 'trainable_no_head' and 'total'."""
         counts = dict.fromkeys(GROUPS, 0)
+        backbone_groups = self._backbone_groups()
         total = 0
         for name, p in self.named_parameters():
             total += p.numel()
             if p.requires_grad:
-                group = self.parameter_group(name)
+                group = self.parameter_group(name, backbone_groups)
                 counts[group] = counts.get(group, 0) + p.numel()
-        counts["trainable"] = sum(counts[g] for g in counts)
+        counts["trainable"] = sum(counts.values())
         counts["trainable_no_head"] = counts["trainable"] - counts["task head"]
         counts["total"] = total
         return counts
