@@ -50,14 +50,6 @@ def backbone_signature(elp) -> dict:
     return sig
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -158,13 +150,14 @@ def load_tensors(directory: Path, meta: dict) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"load_adapters: {path} is missing")
     _check_safetensors_header(path)
-    digest = _sha256(path)
+    data = path.read_bytes()  # read once: hashed, then parsed from memory
+    digest = hashlib.sha256(data).hexdigest()
     if digest != meta.get("weights_sha256"):
         raise CheckpointError(f"load_adapters: {path} does not match {CONFIG_NAME} (sha256 {digest[:12]}… "
                               f"vs recorded {str(meta.get('weights_sha256'))[:12]}…): the files come from "
                               "different saves or the weights were truncated or edited")
     try:
-        return load(path.read_bytes())
+        return load(data)
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"load_adapters: {path} could not be parsed as safetensors ({exc})") from None
 
