@@ -1,8 +1,10 @@
 """Shared fixtures: tiny random backbones of every supported family (no downloads)."""
 import os
 
-# Must be set before any Triton kernel module is imported (DESIGN.md 6).
+# Must be set before any Triton kernel module is imported (DESIGN.md 6). The GPU run sets
+# TRITON_INTERPRET=0 itself and selects `-m gpu` (benchmarks/device_check.sh).
 os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRET = os.environ["TRITON_INTERPRET"] not in ("", "0")
 
 import copy  # noqa: E402
 
@@ -63,6 +65,19 @@ def audio_batch(batch=2, samples=4000, seed=1):
         mask[-1, samples * 3 // 4:] = 0
         x[-1, samples * 3 // 4:] = 0.0
     return x, mask
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need a CUDA device and compiled kernels; say why when they cannot run."""
+    if not torch.cuda.is_available():
+        reason = "needs a CUDA device"
+    elif INTERPRET:
+        reason = "compiled kernels only: run with TRITON_INTERPRET=0"
+    else:
+        return
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(params=sorted(BACKBONES))

@@ -4,6 +4,10 @@
 
 hidden_states: a sequence of L tensors (N, d) or one (L, N, d); proj_w (L, m, d); proj_b, ln_w,
 ln_b (L, m); layer_logits (L,). Accumulates in fp32, returns the hidden states' dtype.
+
+The Triton backend (custom ops `elp_fast::layer_aggregate_triton[_backward]`) reads the L hidden
+states in place and saves nothing but its inputs: the per-layer LayerNorm statistics are
+recomputed in backward.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .. import backends
+from . import _triton
 from ._common import activate, check_activation, check_rows, check_tensor, compute_dtype, layer_norm_fp32
 
 OP = "layer_aggregate"
@@ -70,3 +75,93 @@ def layer_aggregate(hidden_states: Hidden, proj_w: torch.Tensor, proj_b: torch.T
 
 
 backends.register(OP, "reference", layer_aggregate_ref)
+
+
+# --- Triton backend ------------------------------------------------------------------------
+
+@torch.library.custom_op("elp_fast::layer_aggregate_triton", mutates_args=())
+def _triton_forward(hidden_states: list[torch.Tensor], proj_w: torch.Tensor, proj_b: torch.Tensor,
+                    ln_w: torch.Tensor, ln_b: torch.Tensor, layer_logits: torch.Tensor,
+                    activation: str, eps: float) -> torch.Tensor:
+    c = _triton.contiguous
+    weights = torch.softmax(layer_logits.float(), dim=0)
+    return _triton.kernels(OP).forward([c(h) for h in hidden_states], c(proj_w), c(proj_b), c(ln_w),
+                                       c(ln_b), weights, activation=activation, eps=eps)
+
+
+@_triton_forward.register_fake
+def _(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps):
+    return hidden_states[0].new_empty((hidden_states[0].shape[0], proj_w.shape[1]))
+
+
+@torch.library.custom_op("elp_fast::layer_aggregate_triton_backward", mutates_args=())
+def _triton_backward(dH: torch.Tensor, hidden_states: list[torch.Tensor], proj_w: torch.Tensor,
+                     proj_b: torch.Tensor, ln_w: torch.Tensor, ln_b: torch.Tensor,
+                     layer_logits: torch.Tensor, activation: str, eps: float, need_dh: bool,
+                     need_params: bool, need_logits: bool) -> list[torch.Tensor]:
+    """[dh (L, N, d), d_proj_w, d_proj_b, d_ln_w, d_ln_b, d_layer_logits], empty where not
+    requested, in the inputs' dtypes."""
+    c = _triton.contiguous
+    weights = torch.softmax(layer_logits.float(), dim=0)
+    dh, params, sums = _triton.kernels(OP).backward(
+        dH.contiguous(), [c(h) for h in hidden_states], c(proj_w), c(proj_b), c(ln_w), c(ln_b), weights,
+        activation=activation, eps=eps, need_dh=need_dh, need_params=need_params)
+    none = dH.new_empty(0)
+    out = [dh if dh is not None else none]
+    out += [_triton.grad_like(g, p) if g is not None else none
+            for g, p in zip(params, (proj_w, proj_b, ln_w, ln_b))]
+    # softmax backward: d logit_k = w_k (g_k - sum_l w_l g_l), with g_l = sum dH * LN_l(...)
+    dlogits = weights * (sums - (weights * sums).sum())
+    return out + [dlogits.to(layer_logits.dtype) if need_logits else none]
+
+
+@_triton_backward.register_fake
+def _(dH, hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, need_dh,
+      need_params, need_logits):
+    none = dH.new_empty(0)
+    h = hidden_states[0]
+    out = [h.new_empty((len(hidden_states), *h.shape)) if need_dh else none]
+    out += [torch.empty_like(p) if need_params else none for p in (proj_w, proj_b, ln_w, ln_b)]
+    return out + [torch.empty_like(layer_logits) if need_logits else none]
+
+
+def _setup_context(ctx, inputs, output):
+    hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps = inputs
+    ctx.activation, ctx.eps, ctx.layers = activation, eps, len(hidden_states)
+    ctx.save_for_backward(*hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits)
+
+
+def _backward(ctx, dH):
+    saved = ctx.saved_tensors
+    hidden, (proj_w, proj_b, ln_w, ln_b, layer_logits) = list(saved[:ctx.layers]), saved[ctx.layers:]
+    need = ctx.needs_input_grad
+    res = torch.ops.elp_fast.layer_aggregate_triton_backward(
+        dH, hidden, proj_w, proj_b, ln_w, ln_b, layer_logits, ctx.activation, ctx.eps,
+        _triton.any_needed(need[0]), any(need[1:5]), need[5])
+    dh, *params, dlogits = res
+    return (_triton.list_grads(need[0], dh, hidden), *[g if need[i + 1] else None for i, g in enumerate(params)],
+            dlogits if need[5] else None, None, None)
+
+
+_triton_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def layer_aggregate_triton(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *,
+                           activation, eps=1e-5):
+    """The Triton backend, same signature as the reference (hidden states already (N, d))."""
+    return _triton_forward(list(hidden_states), proj_w, proj_b, ln_w, ln_b, layer_logits,
+                           activation, float(eps))
+
+
+def _triton_supports(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation, eps=1e-5):
+    reason = _triton.supports(OP, dict(hidden_states=hidden_states[0], proj_w=proj_w, proj_b=proj_b,
+                                       ln_w=ln_w, ln_b=ln_b, layer_logits=layer_logits))
+    if reason is None and hidden_states[0].shape[0] == 0:
+        reason = "no rows (N = 0)"
+    if reason is None and proj_w.shape[1] > _triton.kernels(OP).MAX_M:
+        reason = f"adapter width m={proj_w.shape[1]} is above the kernels' limit {_triton.kernels(OP).MAX_M}"
+    return reason
+
+
+backends.register(OP, "triton", layer_aggregate_triton, available=_triton.available,
+                  supports=_triton_supports)

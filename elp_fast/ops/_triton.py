@@ -1,0 +1,74 @@
+"""What the op files share for the Triton backend: availability and per-call checks, and small
+helpers for the torch.library custom ops. Nothing here imports Triton at module import; the
+kernels (`elp_fast.kernels`) are imported at the first call that needs them."""
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import torch
+
+MIN_TRITON = (3, 6)
+KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def kernels(name: str):
+    """The Triton kernel module `elp_fast.kernels.<name>` (imports Triton on first use)."""
+    return importlib.import_module(f"elp_fast.kernels.{name}")
+
+
+def _interpreting() -> bool:
+    return kernels("_common").INTERPRET
+
+
+def available() -> Optional[str]:
+    try:
+        import triton
+    except ImportError:
+        return "Triton is not installed (pip install 'elp-fast[triton]')"
+    version = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_TRITON:
+        return f"Triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}"
+    if not torch.cuda.is_available() and not _interpreting():
+        return ("no CUDA device (set TRITON_INTERPRET=1 before elp_fast.kernels is imported to run "
+                "the kernels on CPU through the Triton interpreter: slow, meant for tests)")
+    return None
+
+
+def supports(op: str, tensors: dict) -> Optional[str]:
+    """Reason the Triton kernels cannot take these tensors (device, dtype), or None."""
+    first = next(t for t in tensors.values() if t is not None)
+    if first.device.type == "cpu":
+        if not _interpreting():
+            return "CPU tensors run through Triton only under TRITON_INTERPRET=1 (the interpreter)"
+    elif first.device.type != "cuda":
+        return f"tensors on {first.device.type} (the Triton kernels take CUDA tensors)"
+    for name, t in tensors.items():
+        if t is not None and t.dtype not in KERNEL_DTYPES:
+            return f"{name} has dtype {t.dtype} (the Triton kernels take float16, bfloat16, float32)"
+    return None
+
+
+def grad_like(g: Optional[torch.Tensor], like: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A gradient in its input's dtype (kernels reduce weight gradients in fp32)."""
+    if g is None or like is None:
+        return None
+    return g if g.dtype == like.dtype else g.to(like.dtype)
+
+
+def list_grads(need: object, dh: torch.Tensor, hidden: list[torch.Tensor]) -> list:
+    """Per-tensor gradients of a Tensor[] input from a stacked (L, ...) gradient; `need` is
+    ctx.needs_input_grad's entry for it (one bool per tensor). Always a list of L entries:
+    register_autograd checks that backward returns the inputs' structure."""
+    flags = list(need) if isinstance(need, (list, tuple)) else [bool(need)] * len(hidden)
+    if not any(flags):
+        return [None] * len(hidden)
+    return [g.to(h.dtype) if f else None for g, h, f in zip(dh.unbind(0), hidden, flags)]
+
+
+def any_needed(need: object) -> bool:
+    return any(need) if isinstance(need, (list, tuple)) else bool(need)
+
+
+def contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.contiguous()

@@ -1,0 +1,83 @@
+"""Pieces shared by the Triton kernels: activations, the matmul helper and launch helpers.
+
+Numerics contract (DESIGN.md 4): every kernel accumulates in fp32. Matmul operands are rounded to
+the working dtype (the activations' dtype) so fp16/bf16 run on tensor cores; fp32 inputs use
+IEEE fp32 dots (never TF32), because the tests hold fp32 results to fp32 tolerances.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# Read once: the decorators below bind each kernel to the interpreter or the compiler at import.
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+ACT_CODES = {"gelu": 0, "relu": 1}
+
+
+
+def _vectorised_interpreter_erf() -> None:
+    """The interpreter evaluates erf with np.vectorize(math.erf), one Python call per element,
+    which dominates a GELU kernel's run time there. torch.erf gives the same correctly rounded
+    values for whole arrays. Only touches Triton's interpreter module, only when interpreting."""
+    try:
+        from triton.runtime import interpreter
+    except ImportError:  # pragma: no cover - layout of another Triton release
+        return
+    for name in ("np_erf_fp32", "np_erf_fp64"):
+        if hasattr(interpreter, name):
+            setattr(interpreter, name, lambda a: torch.erf(torch.from_numpy(a)).numpy())
+
+
+if INTERPRET:
+    _vectorised_interpreter_erf()
+
+
+@triton.jit
+def act_fwd(z, ACT: tl.constexpr):
+    if ACT == 0:  # exact (erf) GELU, as torch's default
+        return 0.5 * z * (1.0 + tl.math.erf(z * 0.7071067811865476))
+    else:
+        return tl.maximum(z, 0.0)
+
+
+@triton.jit
+def act_grad(z, ACT: tl.constexpr):
+    if ACT == 0:
+        cdf = 0.5 * (1.0 + tl.math.erf(z * 0.7071067811865476))
+        return cdf + z * 0.3989422804014327 * tl.exp(-0.5 * z * z)
+    else:
+        return tl.where(z > 0.0, 1.0, 0.0)
+
+
+@triton.jit
+def mma(a, b, acc, OP_DT: tl.constexpr, INTERP: tl.constexpr):
+    """acc += a @ b with operands rounded to OP_DT. The interpreter's bf16 dot is wrong, so
+    there the rounded operands are widened back to fp32: the rounding (and so the result)
+    matches the compiled kernel up to summation order."""
+    a = a.to(OP_DT)
+    b = b.to(OP_DT)
+    if INTERP:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    elif OP_DT == tl.float32:
+        return tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc)
+
+
+def pow2(n: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(int(n)))
+
+
+def sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1  # the interpreter runs programs one after another: fewer, bigger programs
+
+
+def pointer_table(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """int64 addresses of L same-shaped tensors, so a kernel reads them without a stack copy."""
+    return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device=tensors[0].device)

@@ -1,0 +1,99 @@
+"""Weight gradients of the fused ops: out[b] = A[b]^T act(B[b]) and colsum[b] = sum_rows A[b].
+
+The reduction runs over the token rows N, which are long (thousands to millions) while the
+weight tiles are small, so the rows are split into S slices; each program writes its own fp32
+partial tile and the partials are summed afterwards in a fixed order. No atomics: the result is
+bit-identical from run to run (deterministic mode needs nothing special).
+
+A is (BATCH, N, K1) at a fixed batch stride (a scratch the row kernel wrote); B is either
+(BATCH, N, K2) at a fixed stride or, with a pointer table, BATCH separate (N, K2) tensors (the
+hidden states of layer_aggregate, read in place). B may pass through the activation on load,
+which turns the saved pre-activation z into the matmul operand act(z).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import INTERPRET, act_fwd, mma, pow2, sm_count
+
+
+@triton.jit
+def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, colsum_ptr, N, K1, K2, rows_per_split, S,
+                        stride_ab, stride_bb,
+                        B_TABLE: tl.constexpr, B_ACT: tl.constexpr, ACT: tl.constexpr,
+                        COLSUM: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr,
+                        BN: tl.constexpr, INTERP: tl.constexpr):
+    pid_i = tl.program_id(0)
+    pid_j = tl.program_id(1)
+    pid_sb = tl.program_id(2)
+    split = pid_sb % S
+    batch = pid_sb // S
+    OP_DT = a_ptr.dtype.element_ty
+    a_base = a_ptr + batch.to(tl.int64) * stride_ab
+    if B_TABLE:
+        b_base = tl.load(b_ptr + batch).to(tl.pointer_type(OP_DT))
+    else:
+        b_base = b_ptr + batch.to(tl.int64) * stride_bb
+    i = pid_i * BK1 + tl.arange(0, BK1)
+    j = pid_j * BK2 + tl.arange(0, BK2)
+    imask = i < K1
+    jmask = j < K2
+    start = split * rows_per_split
+    end = tl.minimum(N, start + rows_per_split)
+    acc = tl.zeros((BK1, BK2), tl.float32)
+    cs = tl.zeros((BK1,), tl.float32)
+    for n0 in range(start, end, BN):
+        n = n0 + tl.arange(0, BN)
+        nmask = n < end
+        n64 = n.to(tl.int64)
+        at = tl.load(a_base + n64[None, :] * K1 + i[:, None], mask=imask[:, None] & nmask[None, :], other=0.0)
+        bt = tl.load(b_base + n64[:, None] * K2 + j[None, :], mask=nmask[:, None] & jmask[None, :], other=0.0)
+        if B_ACT:
+            bt = act_fwd(bt.to(tl.float32), ACT)  # masked rows: act(0) = 0 for GELU and ReLU
+        acc = mma(at, bt, acc, OP_DT, INTERP)
+        if COLSUM:
+            cs += tl.sum(at.to(tl.float32), axis=1)
+    out_base = out_ptr + pid_sb.to(tl.int64) * K1 * K2
+    tl.store(out_base + i[:, None] * K2 + j[None, :], acc, mask=imask[:, None] & jmask[None, :])
+    if COLSUM:
+        if pid_j == 0:
+            tl.store(colsum_ptr + pid_sb.to(tl.int64) * K1 + i, cs, mask=imask)
+
+
+def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None,
+                colsum: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """a: (BATCH, N, K1) contiguous; b: (BATCH, N, K2) contiguous, or a list of BATCH contiguous
+    (N, K2) tensors. Returns fp32 (BATCH, K1, K2) and, with colsum, fp32 (BATCH, K1)."""
+    batch, n, k1 = a.shape
+    table = isinstance(b, (list, tuple))
+    if table:
+        from ._common import pointer_table
+        k2 = b[0].shape[-1]
+        b_arg, stride_bb = pointer_table(list(b)), 0
+    else:
+        k2 = b.shape[-1]
+        b_arg, stride_bb = b, n * k2
+    if INTERPRET:
+        bk1, bk2, bn, warps = pow2(k1, 16), pow2(k2, 16), 256, 4
+    else:
+        bk1, bk2, bn, warps = min(pow2(k1), 128), min(pow2(k2), 128), 64, 8
+    tiles = triton.cdiv(k1, bk1) * triton.cdiv(k2, bk2) * batch
+    # Enough programs to fill the card (about 4 per SM), each with a row slice of whole blocks.
+    want = max(1, (4 * sm_count(a.device)) // tiles) if not INTERPRET else 1
+    splits = max(1, min(want, triton.cdiv(n, bn)))
+    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bn) * bn
+    splits = max(1, triton.cdiv(n, rows_per_split))
+    out = torch.empty((batch * splits, k1, k2), device=a.device, dtype=torch.float32)
+    cs = torch.empty((batch * splits, k1), device=a.device, dtype=torch.float32) if colsum else out
+    grid = (triton.cdiv(k1, bk1), triton.cdiv(k2, bk2), batch * splits)
+    _weight_grad_kernel[grid](
+        a, b_arg, out, cs, n, k1, k2, rows_per_split, splits, n * k1, stride_bb,
+        B_TABLE=table, B_ACT=b_act is not None, ACT=b_act or 0, COLSUM=colsum,
+        BK1=bk1, BK2=bk2, BN=bn, INTERP=INTERPRET, num_warps=warps)
+    # Fixed-order reduction of the partials (torch's sum is deterministic).
+    out = out.view(batch, splits, k1, k2).sum(1)
+    return out, (cs.view(batch, splits, k1).sum(1) if colsum else None)
