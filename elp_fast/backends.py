@@ -110,17 +110,30 @@ class use_backend(contextlib.AbstractContextManager):
         _forced = self._previous
 
 
+def _constant_under_compile(fn: Callable) -> Callable:
+    """What torch.compiler.assume_constant_result(fn) does (torch 2.x sets just this flag),
+    without the Dynamo import (a second, and Triton) that calling it costs at `import elp_fast`."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_under_compile
+def _probe(op: str, backend: str) -> Optional[str]:
+    """Run a backend's availability check. Under torch.compile this runs eagerly and its
+    answer becomes a constant, as checks import modules (which Dynamo cannot trace)."""
+    impl = _OPS[op].impls.get(backend)
+    if impl is None:
+        return f"no {backend} implementation of {op} is registered"
+    try:
+        return impl.available()
+    except Exception as exc:  # an import error in an optional backend is a reason, not a crash
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _availability(op: str, backend: str) -> Optional[str]:
     key = (op, backend)
     if key not in _AVAILABLE_CACHE:
-        impl = _OPS[op].impls.get(backend)
-        if impl is None:
-            _AVAILABLE_CACHE[key] = f"no {backend} implementation of {op} is registered"
-        else:
-            try:
-                _AVAILABLE_CACHE[key] = impl.available()
-            except Exception as exc:  # an import error in an optional backend is a reason, not a crash
-                _AVAILABLE_CACHE[key] = f"{type(exc).__name__}: {exc}"
+        _AVAILABLE_CACHE[key] = _probe(op, backend)
     return _AVAILABLE_CACHE[key]
 
 

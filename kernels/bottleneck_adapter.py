@@ -163,7 +163,7 @@ def _ds_chunk(a, dy_ptr, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, g2_ptr, m
 @triton.jit
 def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr,
                 g2_ptr, b2_ptr, dx_ptr, dres_ptr, dv_ptr, dz_ptr, pg_ptr, pb_ptr, pg2_ptr, pb2_ptr,
-                N, D, R,
+                pbu_ptr, pbd_ptr, N, D, R,
                 ACT: tl.constexpr, HAS_RES: tl.constexpr, HAS_POST: tl.constexpr,
                 NEED_DX: tl.constexpr, NEED_DRES: tl.constexpr, NEED_PARAMS: tl.constexpr,
                 NSTAT: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, RP: tl.constexpr,
@@ -229,12 +229,18 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
                              HAS_RES, HAS_POST, BM, BD, OP_DT, INTERP)
         g = tl.load(g_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
         dv = rstd1[:, None] * (ds * g[None, :] - (c3[:, None] + vhat * c4[:, None]) / D)
-        dv = tl.where(cmask[None, :], dv, 0.0).to(OP_DT)
+        dv = tl.where(cmask[None, :], dv, 0.0)
+        if NEED_PARAMS:  # bias gradients from the fp32 values, before rounding for the GEMMs
+            tl.store(pbu_ptr + prow + cols, tl.sum(dv, axis=0), mask=cmask)
+        dv = dv.to(OP_DT)
         if NEED_PARAMS:
             tl.store(dv_ptr + rows64[:, None] * D + cols[None, :], dv, mask=rmask[:, None] & cmask[None, :])
         wt = tl.load(wu_ptr + cols[:, None] * R + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
         da = mma(dv, wt, da, OP_DT, INTERP)
-    dz = tl.where(kmask[None, :], da * act_grad(z, ACT), 0.0).to(OP_DT)
+    dz = tl.where(kmask[None, :], da * act_grad(z, ACT), 0.0)
+    if NEED_PARAMS:
+        tl.store(pbd_ptr + pid.to(tl.int64) * R + ks, tl.sum(dz, axis=0), mask=kmask)
+    dz = dz.to(OP_DT)
     if NEED_PARAMS:
         tl.store(dz_ptr + rows64[:, None] * R + ks[None, :], dz, mask=rmask[:, None] & kmask[None, :])
     if NEED_DX:
@@ -299,18 +305,20 @@ def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_
     f32 = dict(device=x.device, dtype=torch.float32)
     pg, pb = (torch.empty((blocks, d), **f32) for _ in range(2)) if need_params else (empty, empty)
     pg2, pb2 = (torch.empty((blocks, d), **f32) for _ in range(2)) if need_params and post else (empty, empty)
+    pbu = torch.empty((blocks, d), **f32) if need_params else empty
+    pbd = torch.empty((blocks, r), **f32) if need_params else empty
     _bwd_kernel[(blocks,)](
         dy, x, residual if residual is not None else x, z, stats, down_w, up_w, up_b, ln_w, ln_b,
         post_ln_w if post else x, post_ln_b if post else x,
-        dx, dres, dv, dz, pg, pb, pg2, pb2, n, d, r,
+        dx, dres, dv, dz, pg, pb, pg2, pb2, pbu, pbd, n, d, r,
         ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post,
         NEED_DX=need_dx, NEED_DRES=need_dres, NEED_PARAMS=need_params,
         NSTAT=stats.shape[1], BM=bm, BD=bd, RP=rp, INTERP=INTERPRET, num_warps=warps)
     grads: list[Optional[torch.Tensor]] = [None] * 8
     if need_params:
-        dwu, dbu = weight_grad(dv[None], z[None], b_act=ACT_CODES[activation], colsum=True)
-        dwd, dbd = weight_grad(dz[None], x[None], colsum=True)
-        grads[:6] = [dwd[0], dbd[0], dwu[0], dbu[0], pg.sum(0), pb.sum(0)]
+        dwu = weight_grad(dv[None], z[None], b_act=ACT_CODES[activation])[0]
+        dwd = weight_grad(dz[None], x[None])[0]
+        grads[:6] = [dwd, pbd.sum(0), dwu, pbu.sum(0), pg.sum(0), pb.sum(0)]
         if post:
             grads[6:] = [pg2.sum(0), pb2.sum(0)]
     return (dx if need_dx else None), (dres if need_dres else None), grads

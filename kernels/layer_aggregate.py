@@ -74,7 +74,7 @@ def _fwd_kernel(table_ptr, h0_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr, out_ptr,
 
 @triton.jit
 def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
-                dz_ptr, dh_ptr, pg_ptr, pb_part_ptr, plog_ptr,
+                dz_ptr, dh_ptr, pg_ptr, pb_part_ptr, pbias_ptr, plog_ptr,
                 N, D, M, L, rows_per_prog, eps,
                 ACT: tl.constexpr, NEED_DH: tl.constexpr, NEED_PARAMS: tl.constexpr,
                 BM: tl.constexpr, BD: tl.constexpr, MP: tl.constexpr, INTERP: tl.constexpr):
@@ -91,6 +91,7 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
         b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
         acc_g = tl.zeros((MP,), tl.float32)
         acc_b = tl.zeros((MP,), tl.float32)
+        acc_bias = tl.zeros((MP,), tl.float32)
         acc_log = tl.zeros((BM,), tl.float32)
         for r0 in range(start, end, BM):
             rows = r0 + tl.arange(0, BM)
@@ -106,7 +107,9 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
             acc_b += tl.sum(do, axis=0)
             dah = do * g[None, :]
             da = rstd[:, None] * (dah - (tl.sum(dah, axis=1)[:, None] + ahat * tl.sum(dah * ahat, axis=1)[:, None]) / M)
-            dz = tl.where(mmask[None, :], da * act_grad(z, ACT), 0.0).to(OP_DT)
+            dz = tl.where(mmask[None, :], da * act_grad(z, ACT), 0.0)
+            acc_bias += tl.sum(dz, axis=0)  # fp32, before rounding for the GEMMs
+            dz = dz.to(OP_DT)
             if NEED_PARAMS:
                 tl.store(dz_ptr + tl.cast(l, tl.int64) * N * M + rows64[:, None] * M + ms[None, :], dz,
                          mask=rmask[:, None] & mmask[None, :])
@@ -124,6 +127,7 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
         if NEED_PARAMS:
             tl.store(pg_ptr + part * MP + ms, acc_g)
             tl.store(pb_part_ptr + part * MP + ms, acc_b)
+            tl.store(pbias_ptr + part * MP + ms, acc_bias)
 
 
 def _config(n: int, d: int, m: int) -> tuple[int, int, int, int]:
@@ -166,14 +170,15 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
     f32 = dict(device=dev, dtype=torch.float32)
     pg = torch.empty((progs, L, mp), **f32) if need_params else empty
     pb = torch.empty((progs, L, mp), **f32) if need_params else empty
+    pbias = torch.empty((progs, L, mp), **f32) if need_params else empty
     plog = torch.empty((progs, L), **f32)
     _bwd_kernel[(progs,)](
-        pointer_table(hidden), hidden[0], dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pb, plog,
+        pointer_table(hidden), hidden[0], dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pb, pbias, plog,
         n, d, m, L, rows_per_prog, eps,
         ACT=ACT_CODES[activation], NEED_DH=need_dh, NEED_PARAMS=need_params,
         BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
     params: list[Optional[torch.Tensor]] = [None] * 4
     if need_params:
-        dpw, dpb = weight_grad(dz, hidden, colsum=True)
-        params = [dpw, dpb, pg.sum(0)[:, :m], pb.sum(0)[:, :m]]
+        dpw = weight_grad(dz, hidden)
+        params = [dpw, pbias.sum(0)[:, :m], pg.sum(0)[:, :m], pb.sum(0)[:, :m]]
     return (dh if need_dh else None), params, plog.sum(0)

@@ -1,4 +1,4 @@
-"""Weight gradients of the fused ops: out[b] = A[b]^T act(B[b]) and colsum[b] = sum_rows A[b].
+"""Weight gradients of the fused ops: out[b] = A[b]^T act(B[b]), a GEMM over the token rows.
 
 The reduction runs over the token rows N, which are long (thousands to millions) while the
 weight tiles are small, so the rows are split into S slices; each program writes its own fp32
@@ -22,10 +22,9 @@ from ._common import INTERPRET, act_fwd, mma, pow2, sm_count
 
 
 @triton.jit
-def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, colsum_ptr, N, K1, K2, rows_per_split, S,
-                        stride_ab, stride_bb,
+def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, N, K1, K2, rows_per_split, S, stride_ab, stride_bb,
                         B_TABLE: tl.constexpr, B_ACT: tl.constexpr, ACT: tl.constexpr,
-                        COLSUM: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr,
+                        BK1: tl.constexpr, BK2: tl.constexpr,
                         BN: tl.constexpr, INTERP: tl.constexpr):
     pid_i = tl.program_id(0)
     pid_j = tl.program_id(1)
@@ -45,7 +44,6 @@ def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, colsum_ptr, N, K1, K2, rows_per_s
     start = split * rows_per_split
     end = tl.minimum(N, start + rows_per_split)
     acc = tl.zeros((BK1, BK2), tl.float32)
-    cs = tl.zeros((BK1,), tl.float32)
     for n0 in range(start, end, BN):
         n = n0 + tl.arange(0, BN)
         nmask = n < end
@@ -55,19 +53,13 @@ def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, colsum_ptr, N, K1, K2, rows_per_s
         if B_ACT:
             bt = act_fwd(bt.to(tl.float32), ACT)  # masked rows: act(0) = 0 for GELU and ReLU
         acc = mma(at, bt, acc, OP_DT, INTERP)
-        if COLSUM:
-            cs += tl.sum(at.to(tl.float32), axis=1)
     out_base = out_ptr + pid_sb.to(tl.int64) * K1 * K2
     tl.store(out_base + i[:, None] * K2 + j[None, :], acc, mask=imask[:, None] & jmask[None, :])
-    if COLSUM:
-        if pid_j == 0:
-            tl.store(colsum_ptr + pid_sb.to(tl.int64) * K1 + i, cs, mask=imask)
 
 
-def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None,
-                colsum: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None) -> torch.Tensor:
     """a: (BATCH, N, K1) contiguous; b: (BATCH, N, K2) contiguous, or a list of BATCH contiguous
-    (N, K2) tensors. Returns fp32 (BATCH, K1, K2) and, with colsum, fp32 (BATCH, K1)."""
+    (N, K2) tensors. Returns fp32 (BATCH, K1, K2)."""
     batch, n, k1 = a.shape
     table = isinstance(b, (list, tuple))
     if table:
@@ -88,12 +80,10 @@ def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None,
     rows_per_split = triton.cdiv(triton.cdiv(n, splits), bn) * bn
     splits = max(1, triton.cdiv(n, rows_per_split))
     out = torch.empty((batch * splits, k1, k2), device=a.device, dtype=torch.float32)
-    cs = torch.empty((batch * splits, k1), device=a.device, dtype=torch.float32) if colsum else out
     grid = (triton.cdiv(k1, bk1), triton.cdiv(k2, bk2), batch * splits)
     _weight_grad_kernel[grid](
-        a, b_arg, out, cs, n, k1, k2, rows_per_split, splits, n * k1, stride_bb,
-        B_TABLE=table, B_ACT=b_act is not None, ACT=b_act or 0, COLSUM=colsum,
+        a, b_arg, out, n, k1, k2, rows_per_split, splits, n * k1, stride_bb,
+        B_TABLE=table, B_ACT=b_act is not None, ACT=b_act or 0,
         BK1=bk1, BK2=bk2, BN=bn, INTERP=INTERPRET, num_warps=warps)
     # Fixed-order reduction of the partials (torch's sum is deterministic).
-    out = out.view(batch, splits, k1, k2).sum(1)
-    return out, (cs.view(batch, splits, k1).sum(1) if colsum else None)
+    return out.view(batch, splits, k1, k2).sum(1)

@@ -3,10 +3,12 @@
 gold = the reference in float64; base = the reference in the working dtype; a fused result passes
 when  max|fused - gold| <= k * max|base - gold| + FLOOR[dtype] * max|gold|  with k = 2 for
 outputs and per-row gradients and k = 3 for gradients reduced over rows (weights, biases, norm
-parameters, layer logits). The floor is relative to the tensor's own scale, so one figure fits
-outputs and gradients of very different magnitudes; it covers what the reference does not do
-(fp16/bf16 matmul operands, as tensor cores need) and is small enough that a 1e-2 relative
-perturbation of any checked tensor fails (test_perturbation_* in each kernel test file).
+parameters, layer logits). The floor is relative to the tensor's own scale (about one unit in
+the last place of the dtype at max|gold|), so one figure fits outputs and gradients of very
+different magnitudes; it covers what the reference does not do (matmul operands rounded to fp16/
+bf16, as tensor cores need, and another summation order) and is small enough that a 1e-2 relative
+perturbation of any checked tensor fails in fp32 and fp16 (test_perturbation_* in the kernel test
+files; in bf16 the rule's own 2-3x base error is already about 1e-2, so no tolerance can do that).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Callable
 
 import torch
 
-FLOOR = {torch.float32: 1e-6, torch.float16: 5e-4, torch.bfloat16: 4e-3}
+FLOOR = {torch.float32: 1e-6, torch.float16: 5e-4, torch.bfloat16: 5e-3}
 
 
 @dataclass

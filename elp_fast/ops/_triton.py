@@ -4,6 +4,7 @@ kernels (`elp_fast.kernels`) are imported at the first call that needs them."""
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Optional
 
 import torch
@@ -13,8 +14,10 @@ KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def kernels(name: str):
-    """The Triton kernel module `elp_fast.kernels.<name>` (imports Triton on first use)."""
-    return importlib.import_module(f"elp_fast.kernels.{name}")
+    """The Triton kernel module `elp_fast.kernels.<name>` (imports Triton on first use). Once
+    imported it is read from sys.modules, which torch.compile can trace (importlib it cannot)."""
+    module = sys.modules.get(f"elp_fast.kernels.{name}")
+    return module if module is not None else importlib.import_module(f"elp_fast.kernels.{name}")
 
 
 def _interpreting() -> bool:
@@ -29,6 +32,8 @@ def available() -> Optional[str]:
     version = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRITON:
         return f"Triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}"
+    for name in ("bottleneck_adapter", "layer_aggregate", "weighted_layer_sum"):
+        kernels(name)  # import (and so check) them now: per-call checks then only read sys.modules
     if not torch.cuda.is_available() and not _interpreting():
         return ("no CUDA device (set TRITON_INTERPRET=1 before elp_fast.kernels is imported to run "
                 "the kernels on CPU through the Triton interpreter: slow, meant for tests)")
