@@ -4,7 +4,9 @@ kernels (`elp_fast.kernels`) are imported at the first call that needs them."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -17,7 +19,26 @@ def kernels(name: str):
     """The Triton kernel module `elp_fast.kernels.<name>` (imports Triton on first use). Once
     imported it is read from sys.modules, which torch.compile can trace (importlib it cannot)."""
     module = sys.modules.get(f"elp_fast.kernels.{name}")
-    return module if module is not None else importlib.import_module(f"elp_fast.kernels.{name}")
+    if module is None:
+        _kernels_package()
+        module = importlib.import_module(f"elp_fast.kernels.{name}")
+    return module
+
+
+def _kernels_package() -> None:
+    """Installed, `kernels/` is the subpackage elp_fast.kernels (setup.py's package-dir mapping).
+    Run from a source checkout on PYTHONPATH (as on the GPU test machine), the folder sits beside
+    elp_fast/ instead: register it under the same name."""
+    if "elp_fast.kernels" in sys.modules or importlib.util.find_spec("elp_fast.kernels") is not None:
+        return
+    folder = Path(__file__).resolve().parents[2] / "kernels"
+    spec = importlib.util.spec_from_file_location("elp_fast.kernels", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    if spec is None or not (folder / "__init__.py").is_file():
+        raise ModuleNotFoundError(f"elp_fast.kernels: not installed and no {folder}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["elp_fast.kernels"] = module
+    spec.loader.exec_module(module)
 
 
 def _interpreting() -> bool:

@@ -1,0 +1,267 @@
+"""Speed and memory of the adapter ops: eager PyTorch, torch.compile and the Triton kernels.
+
+    python benchmarks/bench_ops.py                 # on a GPU: the PERFORMANCE.md configurations
+    python benchmarks/bench_ops.py --smoke         # CPU, tiny sizes, Triton interpreter (CI)
+
+Providers, all on the same inputs in the working dtype (bf16 on the GPU):
+  eager      the module composition a user writes (F.linear, F.layer_norm; for the L path one
+             module per layer, torch.stack, multiply, sum), i.e. the baseline of the targets;
+  compile    torch.compile of that composition (default mode; `aot_eager` in smoke mode, since
+             Inductor's CPU compile takes minutes on CI);
+  reference  elp_fast's reference op (fp32 accumulation: the spec, not tuned for speed);
+  triton     elp_fast's fused kernels.
+The floor is the bytes the fused design must move (PERFORMANCE.md 1) over the measured copy
+bandwidth. Rows go to benchmarks/results/<gpu>-<date>.csv unless --out says otherwise; the
+summary at the end reads the targets of PERFORMANCE.md 2 off the rows.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+if "--smoke" in sys.argv:
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel import
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import harness  # noqa: E402
+from elp_fast import ops  # noqa: E402
+from numerics import run  # noqa: E402
+
+EPS = 1e-5
+
+
+def _act(x, activation):
+    return F.gelu(x) if activation == "gelu" else F.relu(x)
+
+
+# --- eager compositions (the baselines) ----------------------------------------------------
+
+def eager_bottleneck(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual=None, post_ln_w=None,
+                     post_ln_b=None, *, activation="gelu"):
+    d = x.shape[-1]
+    y = x + F.layer_norm(F.linear(_act(F.linear(x, down_w, down_b), activation), up_w, up_b), (d,), ln_w, ln_b, EPS)
+    if residual is not None:
+        y = y + residual
+    return F.layer_norm(y, (d,), post_ln_w, post_ln_b, EPS) if post_ln_w is not None else y
+
+
+def eager_aggregate(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation="gelu"):
+    m = proj_w.shape[1]
+    outs = [F.layer_norm(_act(F.linear(h, proj_w[l], proj_b[l]), activation), (m,), ln_w[l], ln_b[l], EPS)
+            for l, h in enumerate(hidden_states)]
+    w = torch.softmax(layer_logits, dim=0)
+    return (torch.stack(outs) * w.view(-1, 1, 1)).sum(0)
+
+
+def eager_wsum(hidden_states, layer_logits):
+    w = torch.softmax(layer_logits, dim=0)
+    return (torch.stack(hidden_states) * w.view(-1, 1, 1)).sum(0)
+
+
+# --- configurations ------------------------------------------------------------------------
+
+def bottleneck_case(n, d, r, device, dtype, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def mk(*s, scale=1.0, shift=0.0):
+        return (shift + scale * torch.randn(*s, generator=g)).to(device=device, dtype=dtype)
+    inputs = dict(x=mk(n, d), down_w=mk(r, d, scale=d ** -0.5), down_b=mk(r, scale=0.1),
+                  up_w=mk(d, r, scale=r ** -0.5), up_b=mk(d, scale=0.1), ln_w=mk(d, scale=0.1, shift=1.0),
+                  ln_b=mk(d, scale=0.1), residual=mk(n, d))
+    e = torch.finfo(dtype).bits // 8
+    fwd_bytes = n * (3 * d * e + r * e + 8)  # read x, residual; write y, z, (mean, rstd)
+    bwd_bytes = n * ((5 * d + 4 * r) * e + 8)  # dy, z, stats; dx, dv, dz; dW pass: dv, z, dz, x
+    return dict(op="bottleneck_adapter", inputs=inputs, grad_out=mk(n, d), tokens=n, d=d, width=r, layers=1,
+                fns=dict(eager=lambda **kw: eager_bottleneck(**kw),
+                         reference=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="reference"),
+                         triton=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="triton")),
+                bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes},
+                flops={"fwd": 4 * n * r * d, "fwd+bwd": 12 * n * r * d},
+                reduced=lambda name: name.startswith("grad:") and name not in ("grad:x", "grad:residual"))
+
+
+def aggregate_case(L, n, d, m, device, dtype, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def mk(*s, scale=1.0, shift=0.0):
+        return (shift + scale * torch.randn(*s, generator=g)).to(device=device, dtype=dtype)
+    inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], proj_w=mk(L, m, d, scale=d ** -0.5),
+                  proj_b=mk(L, m, scale=0.1), ln_w=mk(L, m, scale=0.1, shift=1.0), ln_b=mk(L, m, scale=0.1),
+                  layer_logits=mk(L))
+    e = torch.finfo(dtype).bits // 8
+    fwd_bytes = n * e * (L * d + m)
+    bwd_bytes = n * e * (m + 3 * L * d + 2 * L * m)  # dH, h; dh; dz out and back; h again for dW
+    return dict(op="layer_aggregate", inputs=inputs, grad_out=mk(n, m), tokens=n, d=d, width=m, layers=L,
+                fns=dict(eager=lambda **kw: eager_aggregate(**kw),
+                         reference=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="reference"),
+                         triton=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="triton")),
+                bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes},
+                flops={"fwd": 2 * n * L * d * m, "fwd+bwd": 6 * n * L * d * m},
+                reduced=lambda name: name.startswith("grad:") and not name.startswith("grad:hidden"))
+
+
+def wsum_case(L, n, d, device, dtype, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def mk(*s):
+        return torch.randn(*s, generator=g).to(device=device, dtype=dtype)
+    inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], layer_logits=mk(L))
+    e = torch.finfo(dtype).bits // 8
+    fwd_bytes = n * e * d * (L + 1)  # 2(L+1)d in bf16: PERFORMANCE.md's ideal forward
+    return dict(op="weighted_layer_sum", inputs=inputs, grad_out=mk(n, d), tokens=n, d=d, width=0, layers=L,
+                fns=dict(eager=lambda **kw: eager_wsum(**kw),
+                         reference=lambda **kw: ops.weighted_layer_sum(**kw, backend="reference"),
+                         triton=lambda **kw: ops.weighted_layer_sum(**kw, backend="triton")),
+                bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + n * e * d * (2 * L + 1)},
+                flops={"fwd": 2 * n * L * d, "fwd+bwd": 4 * n * L * d},
+                reduced=lambda name: name == "grad:layer_logits")
+
+
+def configurations(smoke: bool, device, dtype, sizes: list[str]):
+    if smoke:
+        yield bottleneck_case(64, 64, 16, device, dtype)
+        yield aggregate_case(3, 64, 64, 32, device, dtype)
+        yield wsum_case(3, 64, 64, device, dtype)
+        return
+    tokens = {"realistic": [6392, 25568], "roofline": [262_144, 1_048_576]}
+    ns = [n for s in sizes for n in tokens[s]]
+    for n in ns:
+        for r in (64, 256):
+            yield bottleneck_case(n, 1024, r, device, dtype)
+    for n in (x for x in ns if x <= 262_144):  # 25 layers x 1M tokens do not fit with gradients
+        for L in (13, 25):
+            yield aggregate_case(L, n, 1024, 512, device, dtype)
+            yield wsum_case(L, n, 1024, device, dtype)
+
+
+# --- one configuration ---------------------------------------------------------------------
+
+def _leaves(inputs: dict) -> tuple[dict, list]:
+    args, flat = {}, []
+    for k, v in inputs.items():
+        if isinstance(v, list):
+            args[k] = [t.detach().clone().requires_grad_() for t in v]
+            flat += args[k]
+        else:
+            args[k] = v.detach().clone().requires_grad_()
+            flat.append(args[k])
+    return args, flat
+
+
+def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict) -> list:
+    fns = dict(case["fns"])
+    compile_backend = "aot_eager" if smoke else "inductor"
+    fns = {"eager": fns["eager"], "compile": torch.compile(fns["eager"], backend=compile_backend),
+           "reference": fns["reference"], "triton": fns["triton"]}
+    gold = run(case["fns"]["reference"], case["inputs"], case["grad_out"], dtype=torch.float64)
+    base = run(case["fns"]["reference"], case["inputs"], case["grad_out"])
+    rows = []
+    for mode in ("fwd", "fwd+bwd"):
+        args, flat = _leaves(case["inputs"])
+        dy = case["grad_out"]
+        calls, gates = {}, {}
+        for name, fn in fns.items():
+            try:
+                result = run(fn, case["inputs"], dy)
+                gates[name] = harness.gate(result, base, gold, dtype, case["reduced"])
+            except Exception as exc:  # a provider that cannot run is reported, not timed
+                gates[name] = f"FAIL {type(exc).__name__}: {str(exc)[:200]}"
+            if gates[name] != "ok" and name != "eager":
+                continue
+            if mode == "fwd":
+                calls[name] = (lambda f: lambda: f(**args))(fn)
+            else:
+                calls[name] = (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(fn)
+        timings = harness.time_providers(calls, device, rounds, smoke)
+        for name in fns:
+            row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
+                              str(dtype).replace("torch.", ""), gate=gates[name], env=env)
+            if name in timings:
+                row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[name]
+                row.gbps = case["bytes"][mode] / row.median_ms / 1e6
+                row.tflops = case["flops"][mode] / row.median_ms / 1e9
+                row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
+                row.peak_mem_mb = harness.peak_memory_mb(calls[name], device)
+                if mode == "fwd+bwd" and name != "compile":
+                    row.saved_bytes_per_token = harness.saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
+            rows.append(row)
+        for row in rows[-len(fns):]:
+            for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):
+                if ref in timings and not math.isnan(row.median_ms):
+                    setattr(row, attr, timings[ref][1] / row.median_ms)
+    return rows
+
+
+TARGETS = [  # (description, op or None for all, mode or None, row attribute, which rows, target)
+    ("E-adapter fwd+bwd, >= 262k tokens, vs eager", "bottleneck_adapter", "fwd+bwd", "speedup_vs_eager",
+     lambda r: r.tokens >= 262_144, 3.0),
+    ("E-adapter fwd+bwd, >= 262k tokens, vs torch.compile", "bottleneck_adapter", "fwd+bwd",
+     "speedup_vs_compile", lambda r: r.tokens >= 262_144, 2.0),
+    ("E-adapter fwd+bwd, >= 262k tokens, % of floor", "bottleneck_adapter", "fwd+bwd", "pct_of_floor",
+     lambda r: r.tokens >= 262_144, 70.0),
+    ("L aggregation fwd+bwd vs eager", "layer_aggregate", "fwd+bwd", "speedup_vs_eager", lambda r: True, 5.0),
+    ("weighted_layer_sum fwd vs stack/mul/sum", "weighted_layer_sum", "fwd", "speedup_vs_eager", lambda r: True, 3.5),
+    ("weighted_layer_sum fwd, % of floor", "weighted_layer_sum", "fwd", "pct_of_floor", lambda r: True, 80.0),
+    ("realistic step (6,392 tokens) vs eager, every op and mode", None, None, "speedup_vs_eager",
+     lambda r: r.tokens == 6392, 1.0),
+]
+
+
+def summary(rows: list) -> str:
+    lines = ["target | configurations | worst | best | met"]
+    for text, op, mode, attr, pred, target in TARGETS:
+        sel = [getattr(r, attr) for r in rows if r.provider == "triton" and (op is None or r.op == op)
+               and (mode is None or r.mode == mode) and pred(r) and not math.isnan(getattr(r, attr))]
+        if sel:
+            lines.append(f"{text} (>= {target:g}) | {len(sel)} | {min(sel):.2f} | {max(sel):.2f} | "
+                         f"{'yes' if min(sel) >= target else 'NO'}")
+        else:
+            lines.append(f"{text} (>= {target:g}) | 0 | - | - | not measured")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, Triton interpreter (CI)")
+    p.add_argument("--sizes", default="realistic,roofline", help="comma list of realistic, roofline")
+    p.add_argument("--ops", default="bottleneck_adapter,layer_aggregate,weighted_layer_sum")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, help="CSV or JSON file for the rows")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type == "cpu" and not args.smoke:
+        p.error("no CUDA device: timings are only quoted for a GPU (use --smoke to check the script)")
+    dtype = torch.float32 if args.smoke else torch.bfloat16  # bf16 CPU matmuls are unrepresentative
+    env = harness.environment()
+    bandwidth = harness.copy_bandwidth_gbps(device)
+    print(f"# {env}  copy bandwidth {bandwidth:.0f} GB/s", flush=True)
+    rows = []
+    wanted = set(args.ops.split(","))
+    out = args.out or (Path(os.environ.get("TMPDIR", "/tmp")) / "elp_fast-bench-smoke.csv"
+                       if args.smoke else harness.default_path(env))
+    for case in configurations(args.smoke, device, dtype, args.sizes.split(",")):
+        if case["op"] not in wanted:
+            continue
+        new = bench(case, device, dtype, args.rounds if not args.smoke else 1, args.smoke, bandwidth, env)
+        for r in new:
+            print(f"{r.op:18s} {r.mode:7s} N={r.tokens:<8d} w={r.width:<4d} L={r.layers:<3d} {r.provider:9s} "
+                  f"{r.median_ms:9.3f} ms  x{r.speedup_vs_eager:5.2f} eager  {r.pct_of_floor:5.1f}% floor  "
+                  f"{r.gate[:60]}", flush=True)
+        rows += new
+        harness.write(rows, out)  # after every configuration: a run cut short keeps its rows
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print("# smoke mode: CPU timings through the interpreter, not performance data" if args.smoke
+          else summary(rows))
+    print(f"# rows written to {out}")
+    failed = [r for r in rows if r.provider == "triton" and r.gate != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The one script for a GPU session (../shared/device/README.md): environment, the `gpu` tests
+# with compiled kernels, then the op benchmarks. Everything lands in $OUT (default
+# benchmarks/results/device-run); commit the CSV under benchmarks/results/ with the card named.
+#
+#   bash benchmarks/device_check.sh            # on the GPU machine (about 6 minutes)
+#   bash benchmarks/device_check.sh --smoke    # on a CPU machine: the same steps, interpreter, tiny
+#
+# On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/benchmarks/results/device-run}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+status=0
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, remember failures
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$OUT/$name.log"
+  echo "== $name: exit $rc after $((SECONDS - t0))s"
+  [ $rc -eq 0 ] || status=1
+}
+
+if [ "${1:-}" = "--smoke" ]; then
+  export TRITON_INTERPRET=1
+  step info 60 "$PY" -m elp_fast.info
+  step kernel-tests 600 "$PY" -m pytest -q -x tests/test_triton_bottleneck_adapter.py \
+    tests/test_triton_layer_aggregate.py tests/test_triton_model.py
+  step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"
+else
+  export TRITON_INTERPRET=0
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
+  step info 60 "$PY" -m elp_fast.info
+  # Compiles every kernel variant once (the bulk of this step), then checks the full grids.
+  step gpu-tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
+  # Targets first (E-adapter at the roofline sizes), then the L path; rows are written as they come.
+  step bench-bottleneck 150 "$PY" benchmarks/bench_ops.py --ops bottleneck_adapter \
+    --out "$OUT/bench-bottleneck.csv"
+  step bench-layers 120 "$PY" benchmarks/bench_ops.py --ops layer_aggregate,weighted_layer_sum \
+    --sizes realistic,roofline --out "$OUT/bench-layers.csv"
+fi
+echo "results in $OUT"
+exit $status

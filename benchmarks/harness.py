@@ -1,0 +1,175 @@
+"""The benchmark protocol of PERFORMANCE.md section 3, shared by the op benchmarks.
+
+- every provider of a configuration is timed in the same run, interleaved over >= 3 rounds;
+  rows report the median of round medians and p20/p80 of all samples;
+- the first call (compilation, autotuning) is timed separately and never mixed into the samples;
+- a correctness gate against the reference runs before timing: a failing provider is reported,
+  not timed;
+- on CUDA: triton.testing.do_bench (CUDA events, L2 flushed) and the peak-memory delta; on CPU
+  (the smoke mode CI runs) a perf_counter loop, useful only to keep the script working.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the numerics rule (tests/numerics.py) is the gate
+
+from numerics import compare  # noqa: E402
+
+
+@dataclass
+class Row:
+    op: str
+    provider: str
+    mode: str
+    tokens: int
+    d: int
+    width: int  # r for the bottleneck, m for layer_aggregate, 0 otherwise
+    layers: int
+    dtype: str
+    median_ms: float = float("nan")
+    p20_ms: float = float("nan")
+    p80_ms: float = float("nan")
+    gbps: float = float("nan")
+    tflops: float = float("nan")
+    pct_of_floor: float = float("nan")
+    speedup_vs_eager: float = float("nan")
+    speedup_vs_compile: float = float("nan")
+    peak_mem_mb: float = float("nan")
+    saved_bytes_per_token: float = float("nan")
+    first_call_s: float = float("nan")
+    gate: str = ""
+    env: dict = field(default_factory=dict)
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    cuda = torch.cuda.is_available()
+    return {"gpu": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
+            "torch": torch.__version__, "triton": triton_version, "cuda": torch.version.cuda or "none",
+            "commit": commit, "date": datetime.date.today().isoformat()}
+
+
+def copy_bandwidth_gbps(device: torch.device) -> float:
+    """Measured device copy bandwidth (read + write bytes per second): the floor's yardstick."""
+    if device.type != "cuda":
+        return float("nan")
+    from triton.testing import do_bench
+    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), warmup=10, rep=100)
+    return 2 * src.numel() / ms / 1e6
+
+
+def gate(result: dict, base: dict, gold: dict, dtype: torch.dtype, reduced: Callable[[str], bool]) -> str:
+    """'ok' or the failing tensors (TESTING.md rule, gold = the reference in float64)."""
+    bad = [str(c) for c in compare(result, base, gold, dtype=dtype, reduced=reduced) if not c.ok]
+    return "ok" if not bad else "FAIL " + "; ".join(bad)
+
+
+def _samples(fn: Callable, device: torch.device, smoke: bool) -> list[float]:
+    if device.type == "cuda":
+        from triton.testing import do_bench
+        return list(do_bench(fn, warmup=25, rep=100, return_mode="all"))
+    out = []
+    for _ in range(2 if smoke else 5):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, smoke: bool) -> dict:
+    """{provider: (first_call_s, median of round medians, p20, p80)}, providers interleaved."""
+    first = {}
+    for name, fn in fns.items():
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        first[name] = time.perf_counter() - t
+    per_round: dict[str, list] = {n: [] for n in fns}
+    pooled: dict[str, list] = {n: [] for n in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            s = _samples(fn, device, smoke)
+            per_round[name].append(statistics.median(s))
+            pooled[name].extend(s)
+    out = {}
+    for name in fns:
+        q = statistics.quantiles(pooled[name], n=5) if len(pooled[name]) > 1 else pooled[name] * 4
+        out[name] = (first[name], statistics.median(per_round[name]), q[0], q[3])
+    return out
+
+
+def peak_memory_mb(fn: Callable, device: torch.device) -> float:
+    if device.type != "cuda":
+        return float("nan")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def saved_bytes(fn: Callable, inputs: list) -> float:
+    """Bytes autograd keeps for backward beyond the given input tensors."""
+    ptrs = {t.untyped_storage().data_ptr() for t in inputs}
+    total = []
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in ptrs:
+            total.append(t.numel() * t.element_size())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return float(sum(total))
+
+
+def write(rows: list[Row], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = []
+    for r in rows:
+        d = asdict(r)
+        d.update(d.pop("env"))
+        flat.append(d)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(flat, indent=1))
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def default_path(env: dict) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in env["gpu"].lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return ROOT / "benchmarks" / "results" / f"{slug}-{env['date']}.csv"
+
+
