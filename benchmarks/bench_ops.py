@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import harness  # noqa: E402
 from elp_fast import ops  # noqa: E402
-from numerics import run  # noqa: E402
+from numerics import run, saved_bytes  # noqa: E402
 
 EPS = 1e-5
 
@@ -188,7 +188,7 @@ def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float,
                 row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
                 row.peak_mem_mb = harness.peak_memory_mb(calls[name], device)
                 if mode == "fwd+bwd" and name != "compile":
-                    row.saved_bytes_per_token = harness.saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
+                    row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
             rows.append(row)
         for row in rows[-len(fns):]:
             for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):

@@ -135,21 +135,6 @@ def peak_memory_mb(fn: Callable, device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
-def saved_bytes(fn: Callable, inputs: list) -> float:
-    """Bytes autograd keeps for backward beyond the given input tensors."""
-    ptrs = {t.untyped_storage().data_ptr() for t in inputs}
-    total = []
-
-    def pack(t):
-        if t.untyped_storage().data_ptr() not in ptrs:
-            total.append(t.numel() * t.element_size())
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    del out
-    return float(sum(total))
-
-
 def write(rows: list[Row], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = []

@@ -217,7 +217,7 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
         if NEED_DRES:
             tl.store(dres_ptr + rows64[:, None] * D + cols[None, :], ds, mask=rmask[:, None] & cmask[None, :])
         if NEED_PARAMS:
-            tl.store(pg_ptr + prow + cols, tl.sum(tl.where(rmask[:, None], ds * vhat, 0.0), axis=0), mask=cmask)
+            tl.store(pg_ptr + prow + cols, tl.sum(ds * vhat, axis=0), mask=cmask)  # padded rows: ds = 0
             tl.store(pb_ptr + prow + cols, tl.sum(ds, axis=0), mask=cmask)
     # dv (kept for dWu) and da = dv Wu.
     da = tl.zeros((BM, RP), tl.float32)
@@ -247,9 +247,12 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
         for d0 in range(0, D, BD):
             cols = d0 + tl.arange(0, BD)
             cmask = cols < D
-            vhat, ds = _ds_chunk(a, dy_ptr, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, g2_ptr, mean1,
-                                 rstd1, mean2, rstd2, c1, c2, rows64, rmask, cols, cmask, ks, kmask, D, R,
-                                 HAS_RES, HAS_POST, BM, BD, OP_DT, INTERP)
+            if HAS_POST:
+                vhat, ds = _ds_chunk(a, dy_ptr, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, g2_ptr,
+                                     mean1, rstd1, mean2, rstd2, c1, c2, rows64, rmask, cols, cmask, ks,
+                                     kmask, D, R, HAS_RES, HAS_POST, BM, BD, OP_DT, INTERP)
+            else:  # ds = dy: no recomputation of v needed here
+                ds = _load_tile(dy_ptr, rows64, cols, rmask, cmask, D)
             wt = tl.load(wd_ptr + ks[:, None] * D + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
             dx = mma(dz, wt, ds, OP_DT, INTERP)
             tl.store(dx_ptr + rows64[:, None] * D + cols[None, :], dx, mask=rmask[:, None] & cmask[None, :])

@@ -84,3 +84,18 @@ def compare(fused: dict, base: dict, gold: dict, *, dtype: torch.dtype, reduced:
 def assert_all_pass(checks: list[Check], label: str) -> None:
     bad = [str(c) for c in checks if not c.ok]
     assert not bad, f"{label}:\n  " + "\n  ".join(bad)
+
+
+def saved_bytes(fn: Callable[[], torch.Tensor], inputs: list[torch.Tensor]) -> int:
+    """Bytes autograd keeps for backward while fn() runs, not counting tensors that share storage
+    with `inputs` (the op's own inputs: the caller holds those anyway)."""
+    ptrs = {t.untyped_storage().data_ptr() for t in inputs}
+    total = []
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in ptrs:
+            total.append(t.numel() * t.element_size())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(total)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from elp_fast import ops
-from numerics import assert_all_pass, compare, run
+from numerics import assert_all_pass, compare, run, saved_bytes
 
 pytest.importorskip("triton")
 
@@ -121,28 +121,19 @@ def test_saved_for_backward_bytes(variant):
     n, d, r = 64, 1024, 64
     inputs, dy = make_inputs(n, d, r, variant, param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
     leaves = {k: v.requires_grad_() for k, v in inputs.items()}
-    ptrs = {t.untyped_storage().data_ptr() for t in leaves.values()}
 
-    def saved_bytes(backend):
-        total = []
+    def per_token(backend):
+        op = lambda: ops.bottleneck_adapter(activation="gelu", backend=backend, **leaves)  # noqa: E731
+        return saved_bytes(op, list(leaves.values())) / n
 
-        def pack(t):
-            if t.untyped_storage().data_ptr() not in ptrs:
-                total.append(t.numel() * t.element_size())
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = ops.bottleneck_adapter(activation="gelu", backend=backend, **leaves)
-        y.backward(dy)
-        return sum(total) / n
-
-    fused, eager = saved_bytes("triton"), saved_bytes("reference")
+    fused, eager = per_token("triton"), per_token("reference")
     limit = 2 * r + 8 + (8 if variant == "residual+post_ln" else 0)
     assert fused <= limit, f"{fused} bytes per token saved, limit {limit}"
     assert eager / fused > 25, (eager, fused)
 
 
-def test_deterministic_backward_and_no_saving_without_grad():
-    inputs, dy = make_inputs(300, 256, 64, "residual+post_ln")
+def assert_deterministic(inputs, dy) -> dict:
+    """Two runs under torch.use_deterministic_algorithms(True): bit-identical results."""
     torch.use_deterministic_algorithms(True)
     try:
         runs = [run(lambda **kw: ops.bottleneck_adapter(activation="gelu", backend="triton", **kw), inputs, dy)
@@ -151,9 +142,15 @@ def test_deterministic_backward_and_no_saving_without_grad():
         torch.use_deterministic_algorithms(False)
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), name
+    return runs[0]
+
+
+def test_deterministic_backward_and_no_saving_without_grad():
+    inputs, dy = make_inputs(300, 256, 64, "residual+post_ln")
+    first = assert_deterministic(inputs, dy)
     with torch.no_grad():
         y = ops.bottleneck_adapter(activation="gelu", backend="triton", **inputs)
-    assert torch.equal(y, runs[0]["out"])
+    assert torch.equal(y, first["out"])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -190,12 +187,4 @@ def test_matches_reference_gpu(n, d, r, dtype, variant, activation):
 @pytest.mark.parametrize("r", [64, 256])
 def test_deterministic_gpu_full_size(r):
     inputs, dy = make_inputs(262_144, 1024, r, "residual", param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
-    inputs, dy = {k: v.cuda() for k, v in inputs.items()}, dy.cuda()
-    torch.use_deterministic_algorithms(True)
-    try:
-        runs = [run(lambda **kw: ops.bottleneck_adapter(activation="gelu", backend="triton", **kw), inputs, dy)
-                for _ in range(2)]
-    finally:
-        torch.use_deterministic_algorithms(False)
-    for name in runs[0]:
-        assert torch.equal(runs[0][name], runs[1][name]), name
+    assert_deterministic({k: v.cuda() for k, v in inputs.items()}, dy.cuda())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from elp_fast import ops
-from numerics import assert_all_pass, compare, run
+from numerics import assert_all_pass, compare, run, saved_bytes
 
 pytest.importorskip("triton")
 
@@ -129,24 +129,16 @@ def test_saves_nothing_but_its_inputs():
     inputs, dH = agg_inputs(13, 64, 256, 64)
     hs = [h.requires_grad_() for h in inputs["hidden_states"]]
     params = {k: v.requires_grad_() for k, v in inputs.items() if k != "hidden_states"}
-    ptrs = {t.untyped_storage().data_ptr() for t in hs + list(params.values())}
+    keep = hs + list(params.values())
 
-    def saved_bytes(fn):
-        total = []
-
-        def pack(t):
-            if t.untyped_storage().data_ptr() not in ptrs:
-                total.append(t.numel() * t.element_size())
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = fn()
-        out.backward(torch.ones_like(out) if out.shape[-1] != 64 else dH)
-        return sum(total)
+    def kept(fn, grad):
+        return saved_bytes(lambda: fn().backward(grad), keep)
 
     aggregate = lambda b: ops.layer_aggregate(hs, activation="gelu", backend=b, **params)  # noqa: E731
-    assert saved_bytes(lambda: aggregate("triton")) == 0
-    assert saved_bytes(lambda: aggregate("reference")) > 13 * 3 * 64 * 64 * 4  # z, act, LN per layer
-    assert saved_bytes(lambda: ops.weighted_layer_sum(hs, params["layer_logits"], backend="triton")) == 0
+    assert kept(lambda: aggregate("triton"), dH) == 0
+    assert kept(lambda: aggregate("reference"), dH) > 13 * 3 * 64 * 64 * 4  # z, act, LN per layer
+    wsum = lambda: ops.weighted_layer_sum(hs, params["layer_logits"], backend="triton")  # noqa: E731
+    assert kept(wsum, torch.ones(64, 256)) == 0
 
 
 def test_deterministic_backward():
