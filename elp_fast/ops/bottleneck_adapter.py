@@ -133,7 +133,7 @@ def _setup_context(ctx, inputs, output):
     x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, activation, eps, save = inputs
     _, z, stats = output
     ctx.activation, ctx.eps = activation, eps
-    ctx.has_res, ctx.post = residual is not None, post_ln_w is not None
+    ctx.post = post_ln_w is not None
     # x, the residual and the weights are inputs the caller keeps anyway; the op's own saved
     # state is z and the LayerNorm statistics (2r + 8 bytes per token in half precision).
     ctx.save_for_backward(x, z, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b)
