@@ -4,7 +4,8 @@
 # benchmarks/results/device-run); commit the CSV under benchmarks/results/ with the card named.
 #
 #   bash benchmarks/device_check.sh            # on the GPU machine (about 6 minutes)
-#   bash benchmarks/device_check.sh --smoke    # on a CPU machine: the same steps, interpreter, tiny
+#   bash benchmarks/device_check.sh --smoke    # on a CPU machine: offline sm_90 compile check,
+#                                              # then the same steps through the interpreter
 #
 # On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
 set -uo pipefail
@@ -30,6 +31,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, r
 if [ "${1:-}" = "--smoke" ]; then
   export TRITON_INTERPRET=1
   step info 60 "$PY" -m elp_fast.info
+  step compile-check 300 "$PY" benchmarks/compile_check.py  # every variant, compiled for sm_90
   step kernel-tests 600 "$PY" -m pytest -q -x tests/test_triton_bottleneck_adapter.py \
     tests/test_triton_layer_aggregate.py tests/test_triton_model.py
   step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"

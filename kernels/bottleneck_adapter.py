@@ -175,8 +175,10 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
     rows64 = rows.to(tl.int64)
     ks = tl.arange(0, RP)
     kmask = ks < R
-    z = tl.load(z_ptr + rows64[:, None] * R + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0).to(tl.float32)
-    a = act_fwd(z, ACT).to(OP_DT)
+    zmask = rmask[:, None] & kmask[None, :]
+    # Only a = act(z) in the working dtype stays live through the passes (registers are the
+    # limit here); z itself is read again for act'(z) at the end.
+    a = act_fwd(tl.load(z_ptr + rows64[:, None] * R + ks[None, :], mask=zmask, other=0.0).to(tl.float32), ACT).to(OP_DT)
     mean1 = tl.load(stats_ptr + rows64 * NSTAT, mask=rmask, other=0.0)
     rstd1 = tl.load(stats_ptr + rows64 * NSTAT + 1, mask=rmask, other=0.0)
     mean2 = mean1
@@ -237,6 +239,7 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
             tl.store(dv_ptr + rows64[:, None] * D + cols[None, :], dv, mask=rmask[:, None] & cmask[None, :])
         wt = tl.load(wu_ptr + cols[:, None] * R + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
         da = mma(dv, wt, da, OP_DT, INTERP)
+    z = tl.load(z_ptr + rows64[:, None] * R + ks[None, :], mask=zmask, other=0.0).to(tl.float32)
     dz = tl.where(kmask[None, :], da * act_grad(z, ACT), 0.0)
     if NEED_PARAMS:
         tl.store(pbd_ptr + pid.to(tl.int64) * R + ks, tl.sum(dz, axis=0), mask=kmask)
@@ -258,14 +261,31 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
             tl.store(dx_ptr + rows64[:, None] * D + cols[None, :], dx, mask=rmask[:, None] & cmask[None, :])
 
 
-def _config(n: int, d: int, r: int) -> tuple[int, int, int, int]:
-    """(BM, BD, RP, num_warps). Untuned defaults for H100/H200 (see benchmarks/); the
-    interpreter gets the biggest blocks, as each program costs milliseconds there."""
+# (BM, BD, num_warps) by padded r, for sm_90: the largest tiles that compile without register
+# spills and within shared memory (benchmarks/compile_check.py; r = 512 with a post-LN still
+# spills 24 bytes per thread in half-precision backward). fp32 runs IEEE dots without tensor
+# cores, which need smaller tiles. Chosen offline from the compiled kernels' resource counts,
+# not yet from GPU timings.
+_TILES = {  # (fp32, backward) -> {RP: (BM, BD, num_warps)}
+    (False, False): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 64, 8),
+                     256: (64, 64, 8), 512: (32, 64, 8)},
+    (False, True): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 32, 8),
+                    256: (32, 32, 8), 512: (16, 32, 8)},
+    (True, False): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 32, 8),
+                    256: (16, 32, 8), 512: (16, 32, 8)},
+    (True, True): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 32, 8),
+                   256: (16, 32, 8), 512: (16, 16, 8)},
+}
+
+
+def _config(n: int, d: int, r: int, dtype: torch.dtype, backward: bool) -> tuple[int, int, int, int]:
+    """(BM, BD, RP, num_warps). The interpreter gets the biggest blocks, as each program costs
+    milliseconds there."""
     rp = pow2(r)
     if INTERPRET:
         return min(pow2(n), 128), min(pow2(d), 256), rp, 4
-    bm = 64 if rp <= 128 else (32 if rp <= 256 else 16)
-    return bm, 64, rp, 4 if rp <= 64 else 8
+    bm, bd, warps = _TILES[(dtype == torch.float32, backward)][rp]
+    return bm, bd, rp, warps
 
 
 def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, *,
@@ -278,7 +298,7 @@ def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post
     y = torch.empty_like(x)
     z = torch.empty((n, r) if save else (0,), device=x.device, dtype=x.dtype)
     stats = torch.empty((n, nstat) if save else (0,), device=x.device, dtype=torch.float32)
-    bm, bd, rp, warps = _config(n, d, r)
+    bm, bd, rp, warps = _config(n, d, r, x.dtype, backward=False)
     dummy = x
     _fwd_kernel[(triton.cdiv(n, bm),)](
         x, down_w, down_b, up_w, up_b, ln_w, ln_b,
@@ -298,7 +318,7 @@ def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_
     n, d = x.shape
     r = down_w.shape[0]
     post = post_ln_w is not None
-    bm, bd, rp, warps = _config(n, d, r)
+    bm, bd, rp, warps = _config(n, d, r, x.dtype, backward=True)
     blocks = triton.cdiv(n, bm)
     empty = x.new_empty(0)
     dx = torch.empty_like(x) if need_dx else empty

@@ -74,7 +74,7 @@ def _fwd_kernel(table_ptr, h0_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr, out_ptr,
 
 @triton.jit
 def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
-                dz_ptr, dh_ptr, pg_ptr, pb_part_ptr, pbias_ptr, plog_ptr,
+                dz_ptr, dh_ptr, pg_ptr, pbias_ptr, plog_ptr,
                 N, D, M, L, rows_per_prog, eps,
                 ACT: tl.constexpr, NEED_DH: tl.constexpr, NEED_PARAMS: tl.constexpr,
                 BM: tl.constexpr, BD: tl.constexpr, MP: tl.constexpr, INTERP: tl.constexpr):
@@ -90,7 +90,6 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
         g = tl.load(g_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
         acc_g = tl.zeros((MP,), tl.float32)
-        acc_b = tl.zeros((MP,), tl.float32)
         acc_bias = tl.zeros((MP,), tl.float32)
         acc_log = tl.zeros((BM,), tl.float32)
         for r0 in range(start, end, BM):
@@ -104,7 +103,6 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
             acc_log += tl.sum(dH * (ahat * g[None, :] + b[None, :]), axis=1)
             do = wl * dH
             acc_g += tl.sum(do * ahat, axis=0)
-            acc_b += tl.sum(do, axis=0)
             dah = do * g[None, :]
             da = rstd[:, None] * (dah - (tl.sum(dah, axis=1)[:, None] + ahat * tl.sum(dah * ahat, axis=1)[:, None]) / M)
             dz = tl.where(mmask[None, :], da * act_grad(z, ACT), 0.0)
@@ -126,17 +124,32 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
         tl.store(plog_ptr + part, tl.sum(acc_log, axis=0))
         if NEED_PARAMS:
             tl.store(pg_ptr + part * MP + ms, acc_g)
-            tl.store(pb_part_ptr + part * MP + ms, acc_b)
             tl.store(pbias_ptr + part * MP + ms, acc_bias)
 
 
-def _config(n: int, d: int, m: int) -> tuple[int, int, int, int]:
-    """(BM, BD, MP, num_warps): untuned defaults; the interpreter gets the biggest blocks."""
+# (BM, BD, num_warps) by padded m, for sm_90: the largest tiles without register spills and
+# within shared memory (benchmarks/compile_check.py), except m = 512 backward (~100 bytes per
+# thread spilled at the smallest tile; fp32 forward too, 16 bytes). fp32 runs IEEE dots without
+# tensor cores and needs smaller tiles. Chosen offline from resource counts, not GPU timings.
+_TILES = {  # (fp32, backward) -> {MP: (BM, BD, num_warps)}
+    (False, False): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 32, 8),
+                     256: (32, 32, 8), 512: (16, 32, 8)},
+    (False, True): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (32, 32, 8),
+                    256: (16, 32, 16), 512: (16, 32, 8)},
+    (True, False): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 16, 8),
+                    256: (16, 32, 8), 512: (16, 16, 8)},
+    (True, True): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (32, 32, 8),
+                   256: (16, 32, 8), 512: (16, 16, 8)},
+}
+
+
+def _config(n: int, d: int, m: int, dtype: torch.dtype, backward: bool) -> tuple[int, int, int, int]:
+    """(BM, BD, MP, num_warps); the interpreter gets the biggest blocks."""
     mp = pow2(m)
     if INTERPRET:
         return min(pow2(n), 128), min(pow2(d), 256), mp, 4
-    bm = 64 if mp <= 128 else (32 if mp <= 256 else 16)
-    return bm, 64, mp, 4 if mp <= 128 else 8
+    bm, bd, warps = _TILES[(dtype == torch.float32, backward)][mp]
+    return bm, bd, mp, warps
 
 
 def forward(hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights, *, activation: str,
@@ -145,7 +158,7 @@ def forward(hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights, *, 
     n, d = hidden[0].shape
     L, m, _ = proj_w.shape
     out = torch.empty((n, m), device=hidden[0].device, dtype=hidden[0].dtype)
-    bm, bd, mp, warps = _config(n, d, m)
+    bm, bd, mp, warps = _config(n, d, m, hidden[0].dtype, backward=False)
     _fwd_kernel[(triton.cdiv(n, bm),)](
         pointer_table(hidden), hidden[0], proj_w, proj_b, ln_w, ln_b, weights, out, n, d, m, L, eps,
         ACT=ACT_CODES[activation], BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
@@ -159,7 +172,7 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
     n, d = hidden[0].shape
     L, m, _ = proj_w.shape
     dev, dt = hidden[0].device, hidden[0].dtype
-    bm, bd, mp, warps = _config(n, d, m)
+    bm, bd, mp, warps = _config(n, d, m, dt, backward=True)
     # Programs own whole row ranges (a few per SM) so per-layer partials stay in registers.
     progs = max(1, min(triton.cdiv(n, bm), 1 if INTERPRET else 4 * sm_count(dev)))
     rows_per_prog = triton.cdiv(triton.cdiv(n, progs), bm) * bm
@@ -169,16 +182,17 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
     dh = torch.empty((L, n, d), device=dev, dtype=dt) if need_dh else empty
     f32 = dict(device=dev, dtype=torch.float32)
     pg = torch.empty((progs, L, mp), **f32) if need_params else empty
-    pb = torch.empty((progs, L, mp), **f32) if need_params else empty
     pbias = torch.empty((progs, L, mp), **f32) if need_params else empty
     plog = torch.empty((progs, L), **f32)
     _bwd_kernel[(progs,)](
-        pointer_table(hidden), hidden[0], dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pb, pbias, plog,
+        pointer_table(hidden), hidden[0], dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pbias, plog,
         n, d, m, L, rows_per_prog, eps,
         ACT=ACT_CODES[activation], NEED_DH=need_dh, NEED_PARAMS=need_params,
         BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
     params: list[Optional[torch.Tensor]] = [None] * 4
     if need_params:
         dpw = weight_grad(dz, hidden)
-        params = [dpw, pbias.sum(0)[:, :m], pg.sum(0)[:, :m], pb.sum(0)[:, :m]]
+        # d ln_b[l] = w_l * sum_rows dH: one column sum here instead of L register accumulators
+        dlnb = weights[:, None] * dH.float().sum(0)[None, :]
+        params = [dpw, pbias.sum(0)[:, :m], pg.sum(0)[:, :m], dlnb]
     return (dh if need_dh else None), params, plog.sum(0)

@@ -71,6 +71,8 @@ def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None) -> torch.Ten
         b_arg, stride_bb = b, n * k2
     if INTERPRET:
         bk1, bk2, bn, warps = pow2(k1, 16), pow2(k2, 16), 256, 4
+    elif a.dtype == torch.float32:  # IEEE fp32 dots: no tensor cores, smaller tiles (no spills)
+        bk1, bk2, bn, warps = min(pow2(k1), 64), min(pow2(k2), 64), 32, 8
     else:
         bk1, bk2, bn, warps = min(pow2(k1), 128), min(pow2(k2), 128), 64, 8
     tiles = triton.cdiv(k1, bk1) * triton.cdiv(k2, bk2) * batch
