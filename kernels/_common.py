@@ -18,24 +18,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 ACT_CODES = {"gelu": 0, "relu": 1}
 
 
-
-def _vectorised_interpreter_erf() -> None:
-    """The interpreter evaluates erf with np.vectorize(math.erf), one Python call per element,
-    which dominates a GELU kernel's run time there. torch.erf gives the same correctly rounded
-    values for whole arrays. Only touches Triton's interpreter module, only when interpreting."""
-    try:
-        from triton.runtime import interpreter
-    except ImportError:  # pragma: no cover - layout of another Triton release
-        return
-    for name in ("np_erf_fp32", "np_erf_fp64"):
-        if hasattr(interpreter, name):
-            setattr(interpreter, name, lambda a: torch.erf(torch.from_numpy(a)).numpy())
-
-
-if INTERPRET:
-    _vectorised_interpreter_erf()
-
-
 @triton.jit
 def act_fwd(z, ACT: tl.constexpr):
     if ACT == 0:  # exact (erf) GELU, as torch's default

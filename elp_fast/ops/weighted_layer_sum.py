@@ -74,7 +74,6 @@ def _(dH, hidden_states, layer_logits, need_dh, need_logits):
 
 def _setup_context(ctx, inputs, output):
     hidden_states, layer_logits = inputs
-    ctx.layers = len(hidden_states)
     ctx.save_for_backward(*hidden_states, layer_logits)
 
 
