@@ -54,6 +54,18 @@ def pow2(n: int, lo: int = 16) -> int:
     return max(lo, triton.next_power_of_2(int(n)))
 
 
+def tiles(table: dict, n: int, d: int, width: int, dtype: torch.dtype,
+          backward: bool) -> tuple[int, int, int, int]:
+    """(BM, BD, padded width, num_warps) from a kernel's tile table {(fp32, backward): {padded
+    width: (BM, BD, num_warps)}}. The interpreter gets the biggest blocks instead, as each program
+    costs milliseconds there."""
+    wp = pow2(width)
+    if INTERPRET:
+        return min(pow2(n), 128), min(pow2(d), 256), wp, 4
+    bm, bd, warps = table[(dtype == torch.float32, backward)][wp]
+    return bm, bd, wp, warps
+
+
 def sm_count(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import ACT_CODES, INTERPRET, act_fwd, act_grad, mma, pow2
+from ._common import ACT_CODES, INTERPRET, act_fwd, act_grad, mma, tiles
 from .weight_grad import weight_grad
 
 MAX_R = 512  # (BM, r) fp32 tiles stay in registers; larger bottlenecks use another backend
@@ -278,16 +278,6 @@ _TILES = {  # (fp32, backward) -> {RP: (BM, BD, num_warps)}
 }
 
 
-def _config(n: int, d: int, r: int, dtype: torch.dtype, backward: bool) -> tuple[int, int, int, int]:
-    """(BM, BD, RP, num_warps). The interpreter gets the biggest blocks, as each program costs
-    milliseconds there."""
-    rp = pow2(r)
-    if INTERPRET:
-        return min(pow2(n), 128), min(pow2(d), 256), rp, 4
-    bm, bd, warps = _TILES[(dtype == torch.float32, backward)][rp]
-    return bm, bd, rp, warps
-
-
 def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, *,
             activation: str, eps: float, save: bool):
     """x: (N, d) contiguous. Returns y (N, d) and, when save, z (N, r) and fp32 stats (N, 2|4)."""
@@ -298,7 +288,7 @@ def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post
     y = torch.empty_like(x)
     z = torch.empty((n, r) if save else (0,), device=x.device, dtype=x.dtype)
     stats = torch.empty((n, nstat) if save else (0,), device=x.device, dtype=torch.float32)
-    bm, bd, rp, warps = _config(n, d, r, x.dtype, backward=False)
+    bm, bd, rp, warps = tiles(_TILES, n, d, r, x.dtype, backward=False)
     dummy = x
     _fwd_kernel[(triton.cdiv(n, bm),)](
         x, down_w, down_b, up_w, up_b, ln_w, ln_b,
@@ -318,7 +308,7 @@ def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_
     n, d = x.shape
     r = down_w.shape[0]
     post = post_ln_w is not None
-    bm, bd, rp, warps = _config(n, d, r, x.dtype, backward=True)
+    bm, bd, rp, warps = tiles(_TILES, n, d, r, x.dtype, backward=True)
     blocks = triton.cdiv(n, bm)
     empty = x.new_empty(0)
     dx = torch.empty_like(x) if need_dx else empty

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import ACT_CODES, INTERPRET, act_fwd, act_grad, mma, pointer_table, pow2, sm_count
+from ._common import ACT_CODES, INTERPRET, act_fwd, act_grad, mma, pointer_table, sm_count, tiles
 from .weight_grad import weight_grad
 
 MAX_M = 512  # the (BM, m) fp32 tiles stay in registers
@@ -143,22 +143,13 @@ _TILES = {  # (fp32, backward) -> {MP: (BM, BD, num_warps)}
 }
 
 
-def _config(n: int, d: int, m: int, dtype: torch.dtype, backward: bool) -> tuple[int, int, int, int]:
-    """(BM, BD, MP, num_warps); the interpreter gets the biggest blocks."""
-    mp = pow2(m)
-    if INTERPRET:
-        return min(pow2(n), 128), min(pow2(d), 256), mp, 4
-    bm, bd, warps = _TILES[(dtype == torch.float32, backward)][mp]
-    return bm, bd, mp, warps
-
-
 def forward(hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights, *, activation: str,
             eps: float) -> torch.Tensor:
     """hidden: L contiguous (N, d) tensors; weights: softmax(layer_logits) in fp32."""
     n, d = hidden[0].shape
     L, m, _ = proj_w.shape
     out = torch.empty((n, m), device=hidden[0].device, dtype=hidden[0].dtype)
-    bm, bd, mp, warps = _config(n, d, m, hidden[0].dtype, backward=False)
+    bm, bd, mp, warps = tiles(_TILES, n, d, m, hidden[0].dtype, backward=False)
     _fwd_kernel[(triton.cdiv(n, bm),)](
         pointer_table(hidden), hidden[0], proj_w, proj_b, ln_w, ln_b, weights, out, n, d, m, L, eps,
         ACT=ACT_CODES[activation], BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
@@ -172,7 +163,7 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
     n, d = hidden[0].shape
     L, m, _ = proj_w.shape
     dev, dt = hidden[0].device, hidden[0].dtype
-    bm, bd, mp, warps = _config(n, d, m, dt, backward=True)
+    bm, bd, mp, warps = tiles(_TILES, n, d, m, dt, backward=True)
     # Programs own whole row ranges (a few per SM) so per-layer partials stay in registers.
     progs = max(1, min(triton.cdiv(n, bm), 1 if INTERPRET else 4 * sm_count(dev)))
     rows_per_prog = triton.cdiv(triton.cdiv(n, progs), bm) * bm
