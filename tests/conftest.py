@@ -6,7 +6,6 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 INTERPRET = os.environ["TRITON_INTERPRET"] not in ("", "0")
 
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
