@@ -128,14 +128,15 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
 
 
 # (BM, BD, num_warps) by padded m, for sm_90: the largest tiles without register spills and
-# within shared memory (benchmarks/compile_check.py), except m = 512 backward (~100 bytes per
-# thread spilled at the smallest tile; fp32 forward too, 16 bytes). fp32 runs IEEE dots without
-# tensor cores and needs smaller tiles. Chosen offline from resource counts, not GPU timings.
+# within shared memory (benchmarks/compile_check.py), except m = 512 backward (224 bytes per
+# thread spilled in half precision even at the smallest tile) and some fp32 variants (<= 168
+# bytes). fp32 runs IEEE dots without tensor cores and needs smaller tiles. Chosen offline from
+# resource counts, not from GPU timings.
 _TILES = {  # (fp32, backward) -> {MP: (BM, BD, num_warps)}
     (False, False): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 32, 8),
                      256: (32, 32, 8), 512: (16, 32, 8)},
     (False, True): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (32, 32, 8),
-                    256: (16, 32, 16), 512: (16, 32, 8)},
+                    256: (16, 32, 8), 512: (16, 32, 8)},
     (True, False): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 16, 8),
                     256: (16, 32, 8), 512: (16, 16, 8)},
     (True, True): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (32, 32, 8),
