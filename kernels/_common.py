@@ -73,5 +73,10 @@ def sm_count(device: torch.device) -> int:
 
 
 def pointer_table(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """int64 addresses of L same-shaped tensors, so a kernel reads them without a stack copy."""
-    return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device=tensors[0].device)
+    """int64 addresses of L same-shaped tensors, so a kernel reads them without a stack copy.
+    On CUDA the table goes through pinned memory with a non-blocking copy: a copy from pageable
+    memory would make the host wait for all queued GPU work at every call."""
+    table = torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64)
+    if tensors[0].device.type != "cuda":
+        return table
+    return table.pin_memory().to(tensors[0].device, non_blocking=True)
