@@ -102,7 +102,7 @@ def launches(quick: bool):
             x = torch.zeros(n, d, dtype=dt)
             y, z, stats = K.forward(x, *w, res, *post, activation="gelu", eps=1e-5, save=True)
             K.backward(x, x, torch.zeros(n, w[0].shape[0], dtype=dt), torch.zeros(n, 4 if post[0] is not None else 2),
-                       w[0], w[2], w[3], w[4], w[5], res, *post, activation="gelu", need_dx=True,
+                       w[0], w[2], w[3], w[4], w[5], res, post[0], activation="gelu", need_dx=True,
                        need_dres=post[0] is not None, need_params=True)
         yield f"bottleneck_adapter {str(dt)[6:]} r={r} {variant}", both
     for dt, m in itertools.product(dtypes, widths):

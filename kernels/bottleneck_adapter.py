@@ -162,7 +162,7 @@ def _ds_chunk(a, dy_ptr, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, g2_ptr, m
 
 @triton.jit
 def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr,
-                g2_ptr, b2_ptr, dx_ptr, dres_ptr, dv_ptr, dz_ptr, pg_ptr, pb_ptr, pg2_ptr, pb2_ptr,
+                g2_ptr, dx_ptr, dres_ptr, dv_ptr, dz_ptr, pg_ptr, pb_ptr, pg2_ptr, pb2_ptr,
                 pbu_ptr, pbd_ptr, N, D, R,
                 ACT: tl.constexpr, HAS_RES: tl.constexpr, HAS_POST: tl.constexpr,
                 NEED_DX: tl.constexpr, NEED_DRES: tl.constexpr, NEED_PARAMS: tl.constexpr,
@@ -300,7 +300,7 @@ def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post
     return y, z, stats
 
 
-def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, *,
+def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_w, *,
              activation: str, need_dx: bool, need_dres: bool, need_params: bool):
     """Gradients of forward(). Returns dx, dres, then (dWd, dbd, dWu, dbu, dg, db, dg2, db2) in
     fp32 (None where not needed). dres is only computed here with a post-LN; without one it
@@ -322,7 +322,7 @@ def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_
     pbd = torch.empty((blocks, r), **f32) if need_params else empty
     _bwd_kernel[(blocks,)](
         dy, x, residual if residual is not None else x, z, stats, down_w, up_w, up_b, ln_w, ln_b,
-        post_ln_w if post else x, post_ln_b if post else x,
+        post_ln_w if post else x,
         dx, dres, dv, dz, pg, pb, pg2, pb2, pbu, pbd, n, d, r,
         ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post,
         NEED_DX=need_dx, NEED_DRES=need_dres, NEED_PARAMS=need_params,

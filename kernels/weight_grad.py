@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, act_fwd, mma, pow2, sm_count
+from ._common import INTERPRET, act_fwd, mma, pointer_table, pow2, sm_count
 
 
 @triton.jit
@@ -63,7 +63,6 @@ def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None) -> torch.Ten
     batch, n, k1 = a.shape
     table = isinstance(b, (list, tuple))
     if table:
-        from ._common import pointer_table
         k2 = b[0].shape[-1]
         b_arg, stride_bb = pointer_table(list(b)), 0
     else:

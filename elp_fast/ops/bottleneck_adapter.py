@@ -110,7 +110,7 @@ def _triton_backward(dy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, stats: 
     c = _triton.contiguous
     dx, dres, grads = _triton.kernels(OP).backward(
         dy.contiguous(), c(x), z, stats, c(down_w), c(up_w), c(up_b), c(ln_w), c(ln_b), c(residual),
-        c(post_ln_w), c(post_ln_b), activation=activation, need_dx=need_dx, need_dres=need_dres,
+        c(post_ln_w), activation=activation, need_dx=need_dx, need_dres=need_dres,
         need_params=need_params)
     likes = (down_w, down_b, up_w, up_b, ln_w, ln_b, post_ln_w, post_ln_b)
     out = [dx if dx is not None else x.new_empty(0),
