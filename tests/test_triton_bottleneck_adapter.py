@@ -8,42 +8,17 @@ import torch
 
 from elp_fast import ops
 from numerics import assert_all_pass, compare, run, saved_bytes
+from op_cases import is_reduced, make_inputs
+from op_cases import results as _results
 
 pytest.importorskip("triton")
 
-VARIANTS = ("plain", "residual", "residual+post_ln")
-HALF = (torch.float16, torch.bfloat16)
-
-
-def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=torch.float32):
-    """Activations at unit scale, adapter weights at a scale where the bottleneck matters."""
-    g = torch.Generator().manual_seed(seed)
-
-    def mk(*shape, scale=1.0, shift=0.0, dtype=param_dtype):
-        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
-
-    inputs = dict(x=mk(n, d, dtype=act_dtype), down_w=mk(r, d, scale=d ** -0.5), down_b=mk(r, scale=0.1),
-                  up_w=mk(d, r, scale=r ** -0.5), up_b=mk(d, scale=0.1), ln_w=mk(d, scale=0.1, shift=1.0),
-                  ln_b=mk(d, scale=0.1))
-    if variant != "plain":
-        inputs["residual"] = mk(n, d, dtype=act_dtype)
-    if variant == "residual+post_ln":
-        inputs.update(post_ln_w=mk(d, scale=0.1, shift=1.0), post_ln_b=mk(d, scale=0.1))
-    return inputs, mk(n, d, dtype=act_dtype)
-
-
-def is_reduced(name: str) -> bool:
-    return name.startswith("grad:") and name not in ("grad:x", "grad:residual")
-
 
 def results(inputs, dy, activation, *, dtype=None):
-    """(fused, base, gold) result dicts; dtype=None keeps each input's own dtype (mixed case)."""
-    def call(backend):
-        return lambda **kw: ops.bottleneck_adapter(activation=activation, backend=backend, **kw)
-    fused = run(call("triton"), inputs, dy, dtype=dtype)
-    base = run(call("reference"), inputs, dy, dtype=dtype)
-    gold = run(call("reference"), inputs, dy, dtype=torch.float64)
-    return fused, base, gold
+    return _results("triton", inputs, dy, activation, dtype=dtype)
+
+VARIANTS = ("plain", "residual", "residual+post_ln")
+HALF = (torch.float16, torch.bfloat16)
 
 
 # (N, d, r, dtype, variant, activation): every N, d, r value of TESTING.md appears at least once,

@@ -7,39 +7,21 @@ import pytest
 import torch
 
 from elp_fast import ops
-from numerics import assert_all_pass, compare, run, saved_bytes
+from numerics import assert_all_pass, compare, saved_bytes
+from op_cases import agg_inputs
+from op_cases import agg_is_reduced as is_reduced
+from op_cases import agg_results as _agg_results
+from op_cases import wsum_results as _wsum_results
 
 pytest.importorskip("triton")
 
 
-def agg_inputs(L, n, d, m, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-
-    def mk(*shape, scale=1.0, shift=0.0):
-        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
-
-    inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], proj_w=mk(L, m, d, scale=d ** -0.5),
-                  proj_b=mk(L, m, scale=0.1), ln_w=mk(L, m, scale=0.1, shift=1.0), ln_b=mk(L, m, scale=0.1),
-                  layer_logits=mk(L))
-    return inputs, mk(n, m)
-
-
-def is_reduced(name: str) -> bool:
-    return name.startswith("grad:") and not name.startswith("grad:hidden_states")
-
-
 def agg_results(inputs, dH, activation, dtype, frozen=()):
-    def call(backend):
-        return lambda **kw: ops.layer_aggregate(activation=activation, backend=backend, **kw)
-    return tuple(run(call(b), inputs, dH, dtype=dt, frozen=frozen)
-                 for b, dt in (("triton", dtype), ("reference", dtype), ("reference", torch.float64)))
+    return _agg_results("triton", inputs, dH, activation, dtype, frozen)
 
 
 def wsum_results(inputs, dH, dtype, frozen=()):
-    def call(backend):
-        return lambda **kw: ops.weighted_layer_sum(backend=backend, **kw)
-    return tuple(run(call(b), inputs, dH, dtype=dt, frozen=frozen)
-                 for b, dt in (("triton", dtype), ("reference", dtype), ("reference", torch.float64)))
+    return _wsum_results("triton", inputs, dH, dtype, frozen)
 
 
 # (L, N, d, m, dtype, activation, hidden states need gradients)

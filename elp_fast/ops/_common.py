@@ -1,6 +1,8 @@
 """Helpers shared by the op files: activations and argument checks (cheap, shape-only)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -52,3 +54,30 @@ def layer_norm_fp32(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: floa
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype: fp32 for half types and fp32, fp64 stays fp64 (for gradcheck)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# --- helpers for the fused backends' custom ops ---------------------------------------------
+
+def grad_like(g: Optional[torch.Tensor], like: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A gradient in its input's dtype (kernels reduce weight gradients in fp32)."""
+    if g is None or like is None:
+        return None
+    return g if g.dtype == like.dtype else g.to(like.dtype)
+
+
+def list_grads(need: object, dh: torch.Tensor, hidden: list[torch.Tensor]) -> list:
+    """Per-tensor gradients of a Tensor[] input from a stacked (L, ...) gradient; `need` is
+    ctx.needs_input_grad's entry for it (one bool per tensor). Always a list of L entries:
+    register_autograd checks that backward returns the inputs' structure."""
+    flags = list(need) if isinstance(need, (list, tuple)) else [bool(need)] * len(hidden)
+    if not any(flags):
+        return [None] * len(hidden)
+    return [g.to(h.dtype) if f else None for g, h, f in zip(dh.unbind(0), hidden, flags)]
+
+
+def any_needed(need: object) -> bool:
+    return any(need) if isinstance(need, (list, tuple)) else bool(need)
+
+
+def contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.contiguous()

@@ -73,28 +73,3 @@ def supports(op: str, tensors: dict) -> Optional[str]:
         if t is not None and t.dtype not in KERNEL_DTYPES:
             return f"{name} has dtype {t.dtype} (the Triton kernels take float16, bfloat16, float32)"
     return None
-
-
-def grad_like(g: Optional[torch.Tensor], like: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """A gradient in its input's dtype (kernels reduce weight gradients in fp32)."""
-    if g is None or like is None:
-        return None
-    return g if g.dtype == like.dtype else g.to(like.dtype)
-
-
-def list_grads(need: object, dh: torch.Tensor, hidden: list[torch.Tensor]) -> list:
-    """Per-tensor gradients of a Tensor[] input from a stacked (L, ...) gradient; `need` is
-    ctx.needs_input_grad's entry for it (one bool per tensor). Always a list of L entries:
-    register_autograd checks that backward returns the inputs' structure."""
-    flags = list(need) if isinstance(need, (list, tuple)) else [bool(need)] * len(hidden)
-    if not any(flags):
-        return [None] * len(hidden)
-    return [g.to(h.dtype) if f else None for g, h, f in zip(dh.unbind(0), hidden, flags)]
-
-
-def any_needed(need: object) -> bool:
-    return any(need) if isinstance(need, (list, tuple)) else bool(need)
-
-
-def contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return None if t is None else t.contiguous()

@@ -17,8 +17,9 @@ from typing import Optional
 import torch
 
 from .. import backends
-from . import _triton
-from ._common import activate, check_activation, check_rows, check_tensor, compute_dtype, layer_norm_fp32
+from . import _native, _triton
+from ._common import (activate, check_activation, check_rows, check_tensor, compute_dtype,
+                      contiguous, grad_like, layer_norm_fp32)
 
 OP = "bottleneck_adapter"
 
@@ -84,7 +85,7 @@ def _triton_forward(x: torch.Tensor, down_w: torch.Tensor, down_b: torch.Tensor,
                     post_ln_b: Optional[torch.Tensor], activation: str, eps: float,
                     save: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns y and, when `save`, what backward needs: z (N, r) and fp32 LN stats (N, 2|4)."""
-    c = _triton.contiguous
+    c = contiguous
     return _triton.kernels(OP).forward(
         c(x), c(down_w), c(down_b), c(up_w), c(up_b), c(ln_w), c(ln_b), c(residual), c(post_ln_w),
         c(post_ln_b), activation=activation, eps=eps, save=save)
@@ -107,7 +108,7 @@ def _triton_backward(dy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, stats: 
                      need_dres: bool, need_params: bool) -> list[torch.Tensor]:
     """[dx, dres, d_down_w, d_down_b, d_up_w, d_up_b, d_ln_w, d_ln_b, d_post_ln_w, d_post_ln_b]
     in the inputs' dtypes; empty where not requested (custom ops cannot return None)."""
-    c = _triton.contiguous
+    c = contiguous
     dx, dres, grads = _triton.kernels(OP).backward(
         dy.contiguous(), c(x), z, stats, c(down_w), c(up_w), c(up_b), c(ln_w), c(ln_b), c(residual),
         c(post_ln_w), activation=activation, need_dx=need_dx, need_dres=need_dres,
@@ -115,7 +116,7 @@ def _triton_backward(dy: torch.Tensor, x: torch.Tensor, z: torch.Tensor, stats: 
     likes = (down_w, down_b, up_w, up_b, ln_w, ln_b, post_ln_w, post_ln_b)
     out = [dx if dx is not None else x.new_empty(0),
            dres.to(residual.dtype) if dres is not None else x.new_empty(0)]
-    return out + [_triton.grad_like(g, p) if g is not None else x.new_empty(0) for g, p in zip(grads, likes)]
+    return out + [grad_like(g, p) if g is not None else x.new_empty(0) for g, p in zip(grads, likes)]
 
 
 @_triton_backward.register_fake
@@ -153,7 +154,7 @@ def _backward(ctx, dy, _dz, _dstats):
         ctx.activation, need[0], need_dres, need_params)
     dx, dres, *params = res
     if need[7] and not ctx.post:
-        dres = _triton.grad_like(dy, residual)
+        dres = grad_like(dy, residual)
     grads = [dx if need[0] else None]
     grads += [g if need[i + 1] else None for i, g in enumerate(params[:6])]
     grads += [dres if need[7] else None]
@@ -188,3 +189,71 @@ def _triton_supports(x, down_w, down_b, up_w, up_b, ln_w, ln_b, *, activation, r
 
 backends.register(OP, "triton", bottleneck_adapter_triton, available=_triton.available,
                   supports=_triton_supports)
+
+
+# --- native backend (elp_fast._C: csrc/bottleneck_adapter) -----------------------------------
+
+def _native_register() -> None:
+    """Fake kernels and autograd for torch.ops.elp_fast_C.bottleneck_adapter_{fwd,bwd}."""
+    @torch.library.register_fake("elp_fast_C::bottleneck_adapter_fwd")
+    def _(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, activation, eps):
+        (n, d), r, g = x.shape, down_w.shape[0], _native.gemm_dtype(x)
+        return (x.new_empty((n, d)), x.new_empty((n, r), dtype=g), x.new_empty((n, d), dtype=g),
+                x.new_empty((n, 4 if post_ln_w is not None else 2), dtype=torch.float32))
+
+    @torch.library.register_fake("elp_fast_C::bottleneck_adapter_bwd")
+    def _(dy, x, z, v, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b,
+          activation, need_dx, need_dres, need_params):
+        post = post_ln_w is not None
+        params = [p.new_empty(p.shape) if need_params and (post or i < 6) else x.new_empty(0)
+                  for i, p in enumerate((down_w, down_b, up_w, up_b, ln_w, ln_b, post_ln_w, post_ln_b))]
+        return [x.new_empty(x.shape if need_dx else 0), x.new_empty(x.shape if need_dres else 0)] + params
+
+    def setup_context(ctx, inputs, output):
+        x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, activation, eps = inputs
+        _, z, v, stats = output
+        ctx.activation, ctx.post = activation, post_ln_w is not None
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the saved-state outputs
+        ctx.save_for_backward(x, z, v, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w,
+                              post_ln_b)
+
+    def backward(ctx, dy, _dz, _dv, _dstats):
+        if dy is None:
+            return (None,) * 12
+        x, z, v, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        need_dres = need[7] and ctx.post  # without a post-LN the residual's gradient is dy itself
+        need_params = any(need[1:7]) or (ctx.post and any(need[8:10]))
+        dx, dres, *params = torch.ops.elp_fast_C.bottleneck_adapter_bwd(
+            dy, x, z, v, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b,
+            ctx.activation, need[0], need_dres, need_params)
+        if need[7] and not ctx.post:
+            dres = grad_like(dy, residual)
+        grads = [dx if need[0] else None]
+        grads += [g if need[i + 1] else None for i, g in enumerate(params[:6])]
+        grads += [dres if need[7] else None]
+        grads += [g if need[8 + i] else None for i, g in enumerate(params[6:])]
+        return (*grads, None, None)
+
+    torch.library.register_autograd("elp_fast_C::bottleneck_adapter_fwd", backward, setup_context=setup_context)
+
+
+_native.on_load(_native_register)
+
+
+def bottleneck_adapter_native(x, down_w, down_b, up_w, up_b, ln_w, ln_b, *, activation,
+                              residual=None, post_ln_w=None, post_ln_b=None, eps=1e-5):
+    """The native backend, same signature as the reference (x already (N, d))."""
+    y, _, _, _ = torch.ops.elp_fast_C.bottleneck_adapter_fwd(
+        x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, activation, float(eps))
+    return y
+
+
+def _native_supports(x, down_w, down_b, up_w, up_b, ln_w, ln_b, *, activation, residual=None,
+                     post_ln_w=None, post_ln_b=None, eps=1e-5):
+    return _native.supports(dict(x=x, down_w=down_w, down_b=down_b, up_w=up_w, up_b=up_b, ln_w=ln_w,
+                                 ln_b=ln_b, residual=residual, post_ln_w=post_ln_w, post_ln_b=post_ln_b))
+
+
+backends.register(OP, "native", bottleneck_adapter_native, available=_native.available,
+                  supports=_native_supports)

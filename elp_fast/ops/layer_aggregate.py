@@ -16,8 +16,9 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .. import backends
-from . import _triton
-from ._common import activate, check_activation, check_rows, check_tensor, compute_dtype, layer_norm_fp32
+from . import _native, _triton
+from ._common import (activate, any_needed, check_activation, check_rows, check_tensor,
+                      compute_dtype, contiguous, grad_like, layer_norm_fp32, list_grads)
 
 OP = "layer_aggregate"
 Hidden = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -83,7 +84,7 @@ backends.register(OP, "reference", layer_aggregate_ref)
 def _triton_forward(hidden_states: list[torch.Tensor], proj_w: torch.Tensor, proj_b: torch.Tensor,
                     ln_w: torch.Tensor, ln_b: torch.Tensor, layer_logits: torch.Tensor,
                     activation: str, eps: float) -> torch.Tensor:
-    c = _triton.contiguous
+    c = contiguous
     weights = torch.softmax(layer_logits.float(), dim=0)
     return _triton.kernels(OP).forward([c(h) for h in hidden_states], c(proj_w), c(proj_b), c(ln_w),
                                        c(ln_b), weights, activation=activation, eps=eps)
@@ -101,14 +102,14 @@ def _triton_backward(dH: torch.Tensor, hidden_states: list[torch.Tensor], proj_w
                      need_params: bool, need_logits: bool) -> list[torch.Tensor]:
     """[dh (L, N, d), d_proj_w, d_proj_b, d_ln_w, d_ln_b, d_layer_logits], empty where not
     requested, in the inputs' dtypes."""
-    c = _triton.contiguous
+    c = contiguous
     weights = torch.softmax(layer_logits.float(), dim=0)
     dh, params, sums = _triton.kernels(OP).backward(
         dH.contiguous(), [c(h) for h in hidden_states], c(proj_w), c(proj_b), c(ln_w), c(ln_b), weights,
         activation=activation, eps=eps, need_dh=need_dh, need_params=need_params)
     none = dH.new_empty(0)
     out = [dh if dh is not None else none]
-    out += [_triton.grad_like(g, p) if g is not None else none
+    out += [grad_like(g, p) if g is not None else none
             for g, p in zip(params, (proj_w, proj_b, ln_w, ln_b))]
     # softmax backward: d logit_k = w_k (g_k - sum_l w_l g_l), with g_l = sum dH * LN_l(...)
     dlogits = weights * (sums - (weights * sums).sum())
@@ -137,9 +138,9 @@ def _backward(ctx, dH):
     need = ctx.needs_input_grad
     res = torch.ops.elp_fast.layer_aggregate_triton_backward(
         dH, hidden, proj_w, proj_b, ln_w, ln_b, layer_logits, ctx.activation, ctx.eps,
-        _triton.any_needed(need[0]), any(need[1:5]), need[5])
+        any_needed(need[0]), any(need[1:5]), need[5])
     dh, *params, dlogits = res
-    return (_triton.list_grads(need[0], dh, hidden), *[g if need[i + 1] else None for i, g in enumerate(params)],
+    return (list_grads(need[0], dh, hidden), *[g if need[i + 1] else None for i, g in enumerate(params)],
             dlogits if need[5] else None, None, None)
 
 
@@ -165,3 +166,67 @@ def _triton_supports(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *,
 
 backends.register(OP, "triton", layer_aggregate_triton, available=_triton.available,
                   supports=_triton_supports)
+
+
+# --- native backend (elp_fast._C: csrc/layer_aggregate) --------------------------------------
+
+def _native_register() -> None:
+    """Fake kernels and autograd for torch.ops.elp_fast_C.layer_aggregate_{fwd,bwd}."""
+    @torch.library.register_fake("elp_fast_C::layer_aggregate_fwd")
+    def _(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, save):
+        h, (L, m) = hidden_states[0], proj_w.shape[:2]
+        n = h.shape[0]
+        if not save:
+            return h.new_empty((n, m)), h.new_empty(0, dtype=_native.gemm_dtype(h)), h.new_empty(0, dtype=torch.float32)
+        return (h.new_empty((n, m)), h.new_empty((L, n, m), dtype=_native.gemm_dtype(h)),
+                h.new_empty((L, n, 2), dtype=torch.float32))
+
+    @torch.library.register_fake("elp_fast_C::layer_aggregate_bwd")
+    def _(dH, hidden_states, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, need_dh,
+          need_params, need_logits):
+        h = hidden_states[0]
+        out = [h.new_empty((len(hidden_states), *h.shape) if need_dh else 0)]
+        out += [p.new_empty(p.shape) if need_params else h.new_empty(0) for p in (proj_w, proj_b, ln_w, ln_b)]
+        return out + [layer_logits.new_empty(layer_logits.shape if need_logits else 0)]
+
+    def setup_context(ctx, inputs, output):
+        hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, save = inputs
+        _, z, stats = output
+        ctx.activation, ctx.eps, ctx.layers = activation, eps, len(hidden_states)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the saved-state outputs
+        ctx.save_for_backward(*hidden_states, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits)
+
+    def backward(ctx, dH, _dz, _dstats):
+        if dH is None:
+            return [None] * ctx.layers, None, None, None, None, None, None, None, None
+        saved = ctx.saved_tensors
+        hidden, (z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits) = list(saved[:ctx.layers]), saved[ctx.layers:]
+        need = ctx.needs_input_grad
+        dh, *params, dlogits = torch.ops.elp_fast_C.layer_aggregate_bwd(
+            dH, hidden, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits, ctx.activation, ctx.eps,
+            any_needed(need[0]), any(need[1:5]), need[5])
+        return (list_grads(need[0], dh, hidden), *[g if need[i + 1] else None for i, g in enumerate(params)],
+                dlogits if need[5] else None, None, None, None)
+
+    torch.library.register_autograd("elp_fast_C::layer_aggregate_fwd", backward, setup_context=setup_context)
+
+
+_native.on_load(_native_register)
+
+
+def layer_aggregate_native(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation, eps=1e-5):
+    """The native backend, same signature as the reference (hidden states already (N, d))."""
+    hidden_states = list(hidden_states)
+    save = _native.wants_grad(*hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits)
+    out, _, _ = torch.ops.elp_fast_C.layer_aggregate_fwd(hidden_states, proj_w, proj_b, ln_w, ln_b,
+                                                         layer_logits, activation, float(eps), save)
+    return out
+
+
+def _native_supports(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation, eps=1e-5):
+    return _native.supports(dict(hidden_states=hidden_states[0], proj_w=proj_w, proj_b=proj_b, ln_w=ln_w,
+                                 ln_b=ln_b, layer_logits=layer_logits))
+
+
+backends.register(OP, "native", layer_aggregate_native, available=_native.available,
+                  supports=_native_supports)

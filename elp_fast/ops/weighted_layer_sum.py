@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 
 from .. import backends
-from . import _triton
-from ._common import check_tensor, compute_dtype
+from . import _native, _triton
+from ._common import any_needed, check_tensor, compute_dtype, list_grads
 from .layer_aggregate import Hidden, as_layer_rows
 
 OP = "weighted_layer_sum"
@@ -81,8 +81,8 @@ def _backward(ctx, dH):
     *hidden, layer_logits = ctx.saved_tensors
     need = ctx.needs_input_grad
     dh, dlogits = torch.ops.elp_fast.weighted_layer_sum_triton_backward(
-        dH, hidden, layer_logits, _triton.any_needed(need[0]), need[1])
-    return _triton.list_grads(need[0], dh, hidden), (dlogits if need[1] else None)
+        dH, hidden, layer_logits, any_needed(need[0]), need[1])
+    return list_grads(need[0], dh, hidden), (dlogits if need[1] else None)
 
 
 _triton_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -102,3 +102,47 @@ def _triton_supports(hidden_states, layer_logits):
 
 backends.register(OP, "triton", weighted_layer_sum_triton, available=_triton.available,
                   supports=_triton_supports)
+
+
+# --- native backend (elp_fast._C: csrc/weighted_layer_sum) -----------------------------------
+
+def _native_register() -> None:
+    """Fake kernels and autograd for torch.ops.elp_fast_C.weighted_layer_sum_{fwd,bwd}."""
+    @torch.library.register_fake("elp_fast_C::weighted_layer_sum_fwd")
+    def _(hidden_states, layer_logits):
+        return hidden_states[0].new_empty(hidden_states[0].shape)
+
+    @torch.library.register_fake("elp_fast_C::weighted_layer_sum_bwd")
+    def _(dH, hidden_states, layer_logits, need_dh, need_logits):
+        h = hidden_states[0]
+        return [h.new_empty((len(hidden_states), *h.shape)) if need_dh else h.new_empty(0),
+                layer_logits.new_empty(layer_logits.shape) if need_logits else layer_logits.new_empty(0)]
+
+    def setup_context(ctx, inputs, output):
+        hidden_states, layer_logits = inputs
+        ctx.save_for_backward(*hidden_states, layer_logits)
+
+    def backward(ctx, dH):
+        *hidden, layer_logits = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dh, dlogits = torch.ops.elp_fast_C.weighted_layer_sum_bwd(dH, hidden, layer_logits,
+                                                                   any_needed(need[0]), need[1])
+        return list_grads(need[0], dh, hidden), (dlogits if need[1] else None)
+
+    torch.library.register_autograd("elp_fast_C::weighted_layer_sum_fwd", backward, setup_context=setup_context)
+
+
+_native.on_load(_native_register)
+
+
+def weighted_layer_sum_native(hidden_states, layer_logits):
+    """The native backend, same signature as the reference."""
+    return torch.ops.elp_fast_C.weighted_layer_sum_fwd(list(hidden_states), layer_logits)
+
+
+def _native_supports(hidden_states, layer_logits):
+    return _native.supports(dict(hidden_states=hidden_states[0], layer_logits=layer_logits))
+
+
+backends.register(OP, "native", weighted_layer_sum_native, available=_native.available,
+                  supports=_native_supports)

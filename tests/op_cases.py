@@ -1,0 +1,67 @@
+"""Inputs and result helpers shared by the fused-backend op tests (Triton and native): the same
+cases, scales and comparison rules for every backend."""
+import torch
+
+from elp_fast import ops
+from numerics import run
+
+
+def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=torch.float32):
+    """Activations at unit scale, adapter weights at a scale where the bottleneck matters."""
+    g = torch.Generator().manual_seed(seed)
+
+    def mk(*shape, scale=1.0, shift=0.0, dtype=param_dtype):
+        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
+
+    inputs = dict(x=mk(n, d, dtype=act_dtype), down_w=mk(r, d, scale=d ** -0.5), down_b=mk(r, scale=0.1),
+                  up_w=mk(d, r, scale=r ** -0.5), up_b=mk(d, scale=0.1), ln_w=mk(d, scale=0.1, shift=1.0),
+                  ln_b=mk(d, scale=0.1))
+    if variant != "plain":
+        inputs["residual"] = mk(n, d, dtype=act_dtype)
+    if variant == "residual+post_ln":
+        inputs.update(post_ln_w=mk(d, scale=0.1, shift=1.0), post_ln_b=mk(d, scale=0.1))
+    return inputs, mk(n, d, dtype=act_dtype)
+
+
+def is_reduced(name: str) -> bool:
+    return name.startswith("grad:") and name not in ("grad:x", "grad:residual")
+
+
+def results(backend, inputs, dy, activation, *, dtype=None):
+    """(fused, base, gold) result dicts; dtype=None keeps each input's own dtype (mixed case)."""
+    def call(name):
+        return lambda **kw: ops.bottleneck_adapter(activation=activation, backend=name, **kw)
+    fused = run(call(backend), inputs, dy, dtype=dtype)
+    base = run(call("reference"), inputs, dy, dtype=dtype)
+    gold = run(call("reference"), inputs, dy, dtype=torch.float64)
+    return fused, base, gold
+
+
+def agg_inputs(L, n, d, m, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+
+    def mk(*shape, scale=1.0, shift=0.0):
+        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
+
+    inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], proj_w=mk(L, m, d, scale=d ** -0.5),
+                  proj_b=mk(L, m, scale=0.1), ln_w=mk(L, m, scale=0.1, shift=1.0), ln_b=mk(L, m, scale=0.1),
+                  layer_logits=mk(L))
+    return inputs, mk(n, m)
+
+
+def agg_is_reduced(name: str) -> bool:
+    return name.startswith("grad:") and not name.startswith("grad:hidden_states")
+
+
+def agg_results(backend, inputs, dH, activation, dtype, frozen=()):
+    def call(name):
+        return lambda **kw: ops.layer_aggregate(activation=activation, backend=name, **kw)
+    return tuple(run(call(b), inputs, dH, dtype=dt, frozen=frozen)
+                 for b, dt in ((backend, dtype), ("reference", dtype), ("reference", torch.float64)))
+
+
+def wsum_results(backend, inputs, dH, dtype, frozen=()):
+    def call(name):
+        return lambda **kw: ops.weighted_layer_sum(backend=name, **kw)
+    return tuple(run(call(b), inputs, dH, dtype=dt, frozen=frozen)
+                 for b, dt in ((backend, dtype), ("reference", dtype), ("reference", torch.float64)))
