@@ -15,16 +15,20 @@ def _args():
     return (x, torch.randn(2, 8), torch.zeros(2), torch.randn(8, 2), torch.zeros(8), torch.ones(8), torch.zeros(8))
 
 
-def test_automatic_choice_on_cpu_is_reference_until_native_exists():
-    assert backends.select("bottleneck_adapter", _args(), {"activation": "gelu"}) == "reference"
+def test_automatic_choice_on_cpu_is_native_when_built():
+    from elp_fast.ops import _native
+    want = "native" if _native.available() is None else "reference"
+    assert backends.select("bottleneck_adapter", _args(), {"activation": "gelu"}) == want
 
 
 def test_explicit_unavailable_backend_raises_with_reason(monkeypatch):
-    with pytest.raises(BackendUnavailableError, match=r"bottleneck_adapter: backend 'native' was requested but cannot run: no native implementation"):
-        ops.bottleneck_adapter(*_args(), activation="gelu", backend="native")
+    doubles = tuple(t.double() for t in _args())
+    with pytest.raises(BackendUnavailableError, match=r"bottleneck_adapter: backend 'native' was requested but "
+                                                      r"cannot run: (x has dtype torch.float64|not built)"):
+        ops.bottleneck_adapter(*doubles, activation="gelu", backend="native")
     monkeypatch.setenv("ELP_FAST_BACKEND", "native")
     with pytest.raises(BackendUnavailableError, match="backend 'native'"):
-        ops.weighted_layer_sum([torch.randn(2, 3)], torch.zeros(1))
+        ops.weighted_layer_sum([torch.randn(2, 3, dtype=torch.float64)], torch.zeros(1, dtype=torch.float64))
 
 
 def test_precedence_argument_over_use_backend_over_environment(monkeypatch):
@@ -81,4 +85,4 @@ def test_import_is_light_and_info_prints_table():
         assert "no CUDA device" in rows[("bottleneck_adapter", "triton")]["reason"]
     assert data["versions"]["torch"] == torch.__version__
     text = subprocess.run([sys.executable, "-m", "elp_fast.info"], capture_output=True, text=True, check=True).stdout
-    assert "weighted_layer_sum" in text and "reference" in text and "not implemented yet" in text
+    assert "weighted_layer_sum" in text and "reference" in text and "native" in text

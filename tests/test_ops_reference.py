@@ -81,10 +81,11 @@ def test_weighted_layer_sum_value_and_gradcheck():
 def test_ops_return_input_dtype_and_accumulate_in_fp32(dtype):
     (x, *w), res, _ = _bottleneck_args(n=9, d=32, r=8, dtype=torch.float32)
     x16 = x.to(dtype)
-    y = ops.bottleneck_adapter(x16, *w, activation="gelu", residual=res.to(dtype))
+    y = ops.bottleneck_adapter(x16, *w, activation="gelu", residual=res.to(dtype), backend="reference")
     assert y.dtype == dtype
-    # Same result as computing in fp32 from the rounded inputs, then rounding once.
-    expect = ops.bottleneck_adapter(x16.float(), *w, activation="gelu", residual=res.to(dtype).float()).to(dtype)
+    # The reference: the same result as computing in fp32 from the rounded inputs, then rounding once.
+    expect = ops.bottleneck_adapter(x16.float(), *w, activation="gelu", residual=res.to(dtype).float(),
+                                    backend="reference").to(dtype)
     assert torch.equal(y, expect)
     hs, *p = _aggregate_args(dtype=torch.float32)
     out = ops.layer_aggregate([h.to(dtype) for h in hs], *p, activation="relu")

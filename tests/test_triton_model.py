@@ -33,7 +33,7 @@ def test_triton_declines_with_reasons():
     with pytest.raises(BackendUnavailableError, match=r"layer_logits has dtype torch.float64"):
         ops.weighted_layer_sum(hs, torch.zeros(2, dtype=torch.float64), backend="triton")
     # The automatic choice on CPU never picks the interpreter: it is a test vehicle, not a speed-up.
-    assert backends.select("bottleneck_adapter", _bottleneck(), {"activation": "gelu"}) == "reference"
+    assert backends.select("bottleneck_adapter", _bottleneck(), {"activation": "gelu"}) in ("native", "reference")
 
 
 def test_cpu_without_interpreter_names_the_switch():

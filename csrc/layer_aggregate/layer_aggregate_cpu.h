@@ -49,9 +49,10 @@ void layer_bwd(const LayerBwdArgs& a) {
     float *zb = buf.data(), *q = zb + pm, *g = q + pm;
     float* part = a.part + chunk * 3 * m;  // d_b, d_ln_w, d_ln_b
     std::fill(part, part + 3 * m, 0.f);
-    Vec gsum(0.f);
+    double gsum = 0.0;  // the logit gradient sums N * m products: rows are added in double
     for (int64_t i = r0; i < r1; ++i) {
       const float mean = a.stats[2 * i], rstd = a.stats[2 * i + 1];
+      Vec grow(0.f);
       for (int64_t j = 0; j < m; j += W) {
         const int64_t c = std::min(W, m - j);
         const Vec zv = load(z + i * m + j, c) + load(a.b + j, c);
@@ -60,12 +61,13 @@ void layer_bwd(const LayerBwdArgs& a) {
         qv.store(q + j);
         const Vec dh = load(dH + i * m + j, c);
         const Vec lw = load(a.ln_w + j, c);
-        gsum += dh * (qv * lw + load(a.ln_b + j, c));  // zero past c: dh is zero-filled
+        grow += dh * (qv * lw + load(a.ln_b + j, c));  // zero past c: dh is zero-filled
         const Vec dt = w * dh;
         (load(part + m + j, c) + dt * qv).store(part + m + j, c);
         (load(part + 2 * m + j, c) + dt).store(part + 2 * m + j, c);
         (dt * lw).store(g + j);
       }
+      gsum += hsum(grow);
       ln_grad_row(g, q, m, rstd);
       for (int64_t j = 0; j < m; j += W) {
         const int64_t c = std::min(W, m - j);
@@ -74,7 +76,7 @@ void layer_bwd(const LayerBwdArgs& a) {
         (load(part + j, c) + dzv).store(part + j, c);
       }
     }
-    a.gpart[chunk] = hsum(gsum);
+    a.gpart[chunk] = static_cast<float>(gsum);
   });
 }
 

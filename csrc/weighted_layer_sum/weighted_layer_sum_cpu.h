@@ -26,18 +26,27 @@ void wsum_bwd(const WsumBwdArgs& a) {
   const T* dH = static_cast<const T*>(a.dH);
   T* dh = static_cast<T*>(a.dh);
   const int64_t L = a.layers;
+  constexpr int64_t kBlock = 64 * W;  // per-lane float sums over a block, then added in double
   for_chunks(a.n, a.chunk, [&](int64_t e0, int64_t e1, int64_t chunk) {
-    std::vector<Vec> g(L, Vec(0.f));
-    for (int64_t e = e0; e < e1; e += W) {
-      const int64_t c = std::min(W, e1 - e);
-      const Vec d = load(dH + e, c);
+    std::vector<double> g(L, 0.0);
+    std::vector<Vec> gb(L, Vec(0.f));
+    for (int64_t b0 = e0; b0 < e1; b0 += kBlock) {
+      const int64_t b1 = std::min(e1, b0 + kBlock);
+      for (int64_t e = b0; e < b1; e += W) {
+        const int64_t c = std::min(W, b1 - e);
+        const Vec d = load(dH + e, c);
+        for (int64_t l = 0; l < L; ++l) {
+          if (dh) store(dh + l * a.n + e, Vec(a.weights[l]) * d, c);
+          if (a.gpart) gb[l] += d * load(h[l] + e, c);
+        }
+      }
       for (int64_t l = 0; l < L; ++l) {
-        if (dh) store(dh + l * a.n + e, Vec(a.weights[l]) * d, c);
-        if (a.gpart) g[l] += d * load(h[l] + e, c);
+        g[l] += hsum(gb[l]);
+        gb[l] = Vec(0.f);
       }
     }
     if (a.gpart)
-      for (int64_t l = 0; l < L; ++l) a.gpart[chunk * L + l] = hsum(g[l]);
+      for (int64_t l = 0; l < L; ++l) a.gpart[chunk * L + l] = static_cast<float>(g[l]);
   });
 }
 
