@@ -65,16 +65,17 @@ struct LayerBwdArgs {
 };
 
 // out = sum_l weights[l] * h[l] over `n` elements, h read in place through a pointer array.
+// `layers_aligned`: every layer's data is 16-byte aligned (lets CUDA use vector loads).
 struct WsumFwdArgs {
   const void* const* h; const float* weights; int64_t layers;
-  void* out; int64_t n; Dt t;
+  void* out; int64_t n; Dt t; bool layers_aligned;
 };
 
 // dh[l] = weights[l] * dH (may be null: not needed); gpart[chunk, l] = sum(dH * h[l]) over the
 // chunk's elements (may be null).
 struct WsumBwdArgs {
   const void* dH; const void* const* h; const float* weights; int64_t layers;
-  void* dh; float* gpart; int64_t n, chunk; Dt t;
+  void* dh; float* gpart; int64_t n, chunk; Dt t; bool layers_aligned;
 };
 
 struct RowKernels {

@@ -18,6 +18,12 @@ at::Tensor pointer_table(const std::vector<at::Tensor>& hs, const at::Device& de
   return table.pin_memory().to(device, /*non_blocking=*/true);
 }
 
+bool layers_aligned(const std::vector<at::Tensor>& hs) {
+  for (const auto& h : hs)
+    if (reinterpret_cast<uintptr_t>(h.data_ptr()) % 16 != 0) return false;
+  return true;
+}
+
 std::vector<at::Tensor> contiguous_layers(at::TensorList hidden, const at::Tensor& layer_logits) {
   TORCH_CHECK(!hidden.empty(), OP, ": hidden_states is empty");
   TORCH_CHECK(layer_logits.numel() == static_cast<int64_t>(hidden.size()), OP, ": layer_logits must have L=",
@@ -42,7 +48,7 @@ at::Tensor forward(at::TensorList hidden, const at::Tensor& layer_logits) {
   at::Tensor out = at::empty_like(hs[0]);
   rows_for(hs[0]).wsum_fwd({reinterpret_cast<const void* const*>(table.data_ptr<int64_t>()),
                             weights.data_ptr<float>(), static_cast<int64_t>(hs.size()), out.data_ptr(),
-                            hs[0].numel(), dt_of(hs[0].scalar_type())});
+                            hs[0].numel(), dt_of(hs[0].scalar_type()), layers_aligned(hs)});
   return out;
 }
 
@@ -64,7 +70,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dH_, at::TensorList hidden, c
   at::Tensor gpart = need_logits ? at::empty({nc, L}, hs[0].options().dtype(at::kFloat)) : at::Tensor();
   rows_for(hs[0]).wsum_bwd({dH.data_ptr(), reinterpret_cast<const void* const*>(table.data_ptr<int64_t>()),
                             weights.data_ptr<float>(), L, need_dh ? dh.data_ptr() : nullptr,
-                            need_logits ? gpart.data_ptr<float>() : nullptr, n, chunk, dt_of(hs[0].scalar_type())});
+                            need_logits ? gpart.data_ptr<float>() : nullptr, n, chunk, dt_of(hs[0].scalar_type()),
+                            layers_aligned(hs)});
   at::Tensor dlogits = at::empty({0}, layer_logits.options());
   if (need_logits) {
     const at::Tensor g = gpart.sum(0);

@@ -21,6 +21,7 @@ from .. import native_build
 from ..version import __version__
 
 NATIVE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+CUDA_MAX_ROW = 4096  # the CUDA row kernels keep one row in one block's registers
 _hooks: list[Callable[[], None]] = []
 _state: dict = {}  # "reason": Optional[str] once loading was attempted; "record": dict
 
@@ -82,12 +83,14 @@ def cpu_isa() -> str:
     return torch.ops.elp_fast_C.cpu_isa()
 
 
-def supports(tensors: dict) -> Optional[str]:
-    """Reason the compiled ops cannot take these tensors (device, dtype), or None."""
+def supports(tensors: dict, row_width: int = 0) -> Optional[str]:
+    """Reason the compiled ops cannot take these tensors (device, dtype, row width), or None."""
     first = next(t for t in tensors.values() if t is not None)
     if first.device.type == "cuda":
         if not _state.get("record", {}).get("cuda"):
             return "the extension was built without CUDA (torch without CUDA or no nvcc at build time)"
+        if row_width > CUDA_MAX_ROW:
+            return f"rows of {row_width} elements (the CUDA row kernels take at most {CUDA_MAX_ROW})"
     elif first.device.type != "cpu":
         return f"tensors on {first.device.type} (the native ops take CPU and CUDA tensors)"
     for name, t in tensors.items():

@@ -252,7 +252,8 @@ def bottleneck_adapter_native(x, down_w, down_b, up_w, up_b, ln_w, ln_b, *, acti
 def _native_supports(x, down_w, down_b, up_w, up_b, ln_w, ln_b, *, activation, residual=None,
                      post_ln_w=None, post_ln_b=None, eps=1e-5):
     return _native.supports(dict(x=x, down_w=down_w, down_b=down_b, up_w=up_w, up_b=up_b, ln_w=ln_w,
-                                 ln_b=ln_b, residual=residual, post_ln_w=post_ln_w, post_ln_b=post_ln_b))
+                                 ln_b=ln_b, residual=residual, post_ln_w=post_ln_w, post_ln_b=post_ln_b),
+                            row_width=x.shape[-1])
 
 
 backends.register(OP, "native", bottleneck_adapter_native, available=_native.available,

@@ -225,7 +225,7 @@ def layer_aggregate_native(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logi
 
 def _native_supports(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation, eps=1e-5):
     return _native.supports(dict(hidden_states=hidden_states[0], proj_w=proj_w, proj_b=proj_b, ln_w=ln_w,
-                                 ln_b=ln_b, layer_logits=layer_logits))
+                                 ln_b=ln_b, layer_logits=layer_logits), row_width=proj_w.shape[1])
 
 
 backends.register(OP, "native", layer_aggregate_native, available=_native.available,
