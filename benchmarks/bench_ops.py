@@ -1,4 +1,5 @@
-"""Speed and memory of the adapter ops: eager PyTorch, torch.compile and the Triton kernels.
+"""Speed and memory of the adapter ops on a GPU: eager PyTorch, torch.compile, the Triton kernels
+and the CUDA kernels of the native extension. (CPU rows: benchmarks/bench_cpu.py.)
 
     python benchmarks/bench_ops.py                 # on a GPU: the PERFORMANCE.md configurations
     python benchmarks/bench_ops.py --smoke         # CPU, tiny sizes, Triton interpreter (CI)
@@ -10,7 +11,9 @@ Providers, all on the same inputs in the working dtype (bf16 on the GPU):
              Inductor's CPU compile takes minutes on CI);
   reference  elp_fast's reference op (fp32 accumulation: the spec, not tuned for speed), timed up
              to 25,568 tokens only (its fp32 activations of the roofline sizes do not fit);
-  triton     elp_fast's fused kernels.
+  triton     elp_fast's Triton kernels;
+  native     elp_fast's compiled extension (cuBLAS GEMMs + CUDA row kernels), when it was built
+             with CUDA. The summary compares it with triton: the dispatcher's CUDA order.
 The correctness gate runs once per configuration on its first 65,536 token rows (float64 gold).
 The floor is the bytes the fused design must move (PERFORMANCE.md 1) over the measured copy
 bandwidth. Rows go to benchmarks/results/<gpu>-<date>.csv unless --out says otherwise; the
@@ -32,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import harness  # noqa: E402
 from elp_fast import ops  # noqa: E402
+from elp_fast.ops import _native  # noqa: E402
 from numerics import run, saved_bytes  # noqa: E402
 
 EPS = 1e-5
@@ -81,7 +85,8 @@ def bottleneck_case(n, d, r, device, dtype, seed=0):
     return dict(op="bottleneck_adapter", inputs=inputs, grad_out=mk(n, d), tokens=n, d=d, width=r, layers=1,
                 fns=dict(eager=eager_bottleneck,
                          reference=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="reference"),
-                         triton=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="triton")),
+                         triton=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="triton"),
+                         native=lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend="native")),
                 bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes},
                 flops={"fwd": 4 * n * r * d, "fwd+bwd": 12 * n * r * d},
                 reduced=lambda name: name.startswith("grad:") and name not in ("grad:x", "grad:residual"))
@@ -101,7 +106,8 @@ def aggregate_case(L, n, d, m, device, dtype, seed=0):
     return dict(op="layer_aggregate", inputs=inputs, grad_out=mk(n, m), tokens=n, d=d, width=m, layers=L,
                 fns=dict(eager=eager_aggregate,
                          reference=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="reference"),
-                         triton=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="triton")),
+                         triton=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="triton"),
+                         native=lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend="native")),
                 bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes},
                 flops={"fwd": 2 * n * L * d * m, "fwd+bwd": 6 * n * L * d * m},
                 reduced=lambda name: name.startswith("grad:") and not name.startswith("grad:hidden"))
@@ -118,7 +124,8 @@ def wsum_case(L, n, d, device, dtype, seed=0):
     return dict(op="weighted_layer_sum", inputs=inputs, grad_out=mk(n, d), tokens=n, d=d, width=0, layers=L,
                 fns=dict(eager=eager_wsum,
                          reference=lambda **kw: ops.weighted_layer_sum(**kw, backend="reference"),
-                         triton=lambda **kw: ops.weighted_layer_sum(**kw, backend="triton")),
+                         triton=lambda **kw: ops.weighted_layer_sum(**kw, backend="triton"),
+                         native=lambda **kw: ops.weighted_layer_sum(**kw, backend="native")),
                 bytes={"fwd": fwd_bytes, "fwd+bwd": fwd_bytes + n * e * d * (2 * L + 1)},
                 flops={"fwd": 2 * n * L * d, "fwd+bwd": 4 * n * L * d},
                 reduced=lambda name: name == "grad:layer_logits")
@@ -166,6 +173,13 @@ def _compiled(fn, smoke: bool):
     return _COMPILED[fn]
 
 
+def native_ready(device) -> bool:
+    """The extension loaded and has kernels for this device."""
+    if _native.available() is not None:
+        return False
+    return device.type == "cpu" or bool(_native.record().get("cuda"))
+
+
 GATE_ROWS = 65_536  # the gate checks the first rows only: a float64 gold of 1M tokens does not fit
 REFERENCE_MAX_TOKENS = 25_568  # beyond, the fp32 reference's activations crowd out the others
 
@@ -180,6 +194,8 @@ def _first_rows(inputs: dict, grad_out: torch.Tensor, n: int) -> tuple[dict, tor
 def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict) -> list:
     fns = {"eager": case["fns"]["eager"], "compile": _compiled(case["fns"]["eager"], smoke),
            "reference": case["fns"]["reference"], "triton": case["fns"]["triton"]}
+    if native_ready(device):
+        fns["native"] = case["fns"]["native"]
     if case["tokens"] > REFERENCE_MAX_TOKENS:
         del fns["reference"]
     # Correctness gate, once per configuration (forward and backward): a failing provider is
@@ -237,6 +253,25 @@ TARGETS = [  # (description, op or None for all, mode or None, row attribute, wh
 ]
 
 
+def cuda_order(rows: list) -> str:
+    """native vs triton, fwd+bwd, per op: the measurement behind the dispatcher's CUDA order."""
+    lines = ["op | configurations | triton ms / native ms (median, min, max) | faster"]
+    for op in sorted({r.op for r in rows}):
+        ratios = []
+        for r in rows:
+            if r.op == op and r.provider == "native" and r.mode == "fwd+bwd" and not math.isnan(r.median_ms):
+                twin = [t for t in rows if t.provider == "triton" and (t.op, t.mode, t.tokens, t.width, t.layers)
+                        == (r.op, r.mode, r.tokens, r.width, r.layers) and not math.isnan(t.median_ms)]
+                if twin:
+                    ratios.append(twin[0].median_ms / r.median_ms)
+        if ratios:
+            ratios.sort()
+            med = ratios[len(ratios) // 2]
+            lines.append(f"{op} | {len(ratios)} | {med:.2f} ({ratios[0]:.2f}, {ratios[-1]:.2f}) | "
+                         f"{'native' if med > 1 else 'triton'}")
+    return "\n".join(lines) if len(lines) > 1 else "native vs triton: not measured (no native CUDA build)"
+
+
 def summary(rows: list) -> str:
     lines = ["target | configurations | worst | best | met"]
     for text, op, mode, attr, pred, target in TARGETS:
@@ -282,9 +317,9 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print("# smoke mode: CPU timings through the interpreter, not performance data" if args.smoke
-          else summary(rows))
+          else summary(rows) + "\n\n" + cuda_order(rows))
     print(f"# rows written to {out}")
-    failed = [r for r in rows if r.provider == "triton" and r.gate != "ok"]
+    failed = [r for r in rows if r.provider in ("triton", "native") and r.gate != "ok"]
     return 1 if failed else 0
 
 

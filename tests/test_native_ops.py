@@ -3,6 +3,7 @@ numerics for every output and gradient, every CPU instruction-set build, mixed p
 non-contiguous inputs, the perturbation meta-test, determinism, saved bytes, opcheck and
 torch.compile. The same tests run on CUDA under the `gpu` marker."""
 import itertools
+import os
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from numerics import assert_all_pass, compare, saved_bytes
 from op_cases import agg_inputs, agg_is_reduced, agg_results, is_reduced, make_inputs, results, wsum_results
 
 if _native.available() is not None:
+    if os.environ.get("ELP_FAST_REQUIRE_NATIVE") == "1":  # scripts/test.sh built it: it must load
+        raise RuntimeError(f"the native extension should have been built but does not load: {_native.available()}")
     pytest.skip(f"native extension unavailable: {_native.available()}", allow_module_level=True)
 
 VARIANTS = ("plain", "residual", "residual+post_ln")
@@ -21,7 +24,6 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def _isas():
     """The instruction-set builds this CPU can run (ELP_FAST_CPU_ISA values)."""
-    import os
     found = []
     for isa in ("default", "avx2", "avx512"):
         os.environ["ELP_FAST_CPU_ISA"] = isa

@@ -47,7 +47,9 @@ __global__ void layer_fwd_kernel(LayerFwdArgs a) {
     loadf<E>(a.ln_w + c, p);
     loadf<E>(a.ln_b + c, q);
     float o[E];
-    if (!a.first) loadf<E>(acc + c, o);
+    if (!a.first)  // acc is written by this kernel: plain loads, not the read-only cache
+#pragma unroll
+      for (int e = 0; e < E; ++e) o[e] = acc[c + e];
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const float t = w * ((h[s][e] - mean) * rstd * p[e] + q[e]);
