@@ -48,10 +48,12 @@ class Row:
     pct_of_floor: float = float("nan")
     speedup_vs_eager: float = float("nan")
     speedup_vs_compile: float = float("nan")
+    speedup_vs_reference: float = float("nan")
     peak_mem_mb: float = float("nan")
     saved_bytes_per_token: float = float("nan")
     first_call_s: float = float("nan")
     gate: str = ""
+    variant: str = ""
     env: dict = field(default_factory=dict)
 
 
@@ -89,19 +91,20 @@ def gate(result: dict, base: dict, gold: dict, dtype: torch.dtype, reduced: Call
     return "ok" if not bad else "FAIL " + "; ".join(bad)
 
 
-def _samples(fn: Callable, device: torch.device, smoke: bool) -> list[float]:
+def _samples(fn: Callable, device: torch.device, smoke: bool, samples: int | None = None) -> list[float]:
     if device.type == "cuda":
         from triton.testing import do_bench
         return list(do_bench(fn, warmup=25, rep=100, return_mode="all"))
     out = []
-    for _ in range(2 if smoke else 5):
+    for _ in range(samples or (2 if smoke else 5)):
         t = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t) * 1e3)
     return out
 
 
-def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, smoke: bool) -> dict:
+def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, smoke: bool,
+                   samples: int | None = None) -> dict:
     """{provider: (first_call_s, median of round medians, p20, p80)}, providers interleaved."""
     first = {}
     for name, fn in fns.items():
@@ -114,7 +117,7 @@ def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, 
     pooled: dict[str, list] = {n: [] for n in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            s = _samples(fn, device, smoke)
+            s = _samples(fn, device, smoke, samples)
             per_round[name].append(statistics.median(s))
             pooled[name].extend(s)
     out = {}

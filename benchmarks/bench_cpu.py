@@ -1,0 +1,167 @@
+"""CPU rows: the compiled CPU ops (`native`) against the reference, at the realistic shapes.
+
+    python benchmarks/bench_cpu.py            # this machine, about 10 minutes on 2 cores
+    python benchmarks/bench_cpu.py --smoke    # tiny shapes, checks the script (tests run it)
+
+Shapes (one training step of 8 x 16 s utterances): N = 6,392 frames; the E-adapter at r = 256
+with d = 768 (Base: post-LN layer, so residual + post-LN) and d = 1,024 (Large: pre-LN, residual
+only); the L aggregation at m = 512 and weighted_layer_sum, for L in {13, 25} and d in {768, 1024};
+float32 and bfloat16. Both providers of a configuration are timed in the same run, interleaved
+over rounds (PERFORMANCE.md 3); CPU numbers are quoted only as ratios. A correctness gate (the
+TESTING.md rule on the first 1,024 rows against a float64 gold) runs first. The summary reads the
+extension issue's acceptance off the rows: native >= 1.2x the reference for forward + backward of
+both composite ops.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+import harness
+from bench_ops import aggregate_case, bottleneck_case, wsum_case
+from elp_fast import ops
+from elp_fast.ops import _native
+from numerics import run
+
+TARGET = 1.2
+GATE_ROWS = 1024
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def configurations(smoke: bool, dtype):
+    cpu = torch.device("cpu")
+    if smoke:
+        yield bottleneck_case(64, 48, 16, cpu, dtype), {"post": True}
+        yield aggregate_case(3, 64, 48, 32, cpu, dtype), {}
+        yield wsum_case(3, 64, 48, cpu, dtype), {}
+        return
+    n = 6392
+    yield bottleneck_case(n, 768, 256, cpu, dtype), {"post": True}   # Base: post-LN layer
+    yield bottleneck_case(n, 1024, 256, cpu, dtype), {"post": False}  # Large: pre-LN layer
+    for L in (13, 25):
+        for d in (768, 1024):
+            yield aggregate_case(L, n, d, 512, cpu, dtype), {}
+            yield wsum_case(L, n, d, cpu, dtype), {}
+
+
+def _with_post_ln(case: dict, post: bool) -> dict:
+    """The bottleneck case with the layer's post-LN (Base) or without (Large)."""
+    if post:
+        d = case["d"]
+        g = torch.Generator().manual_seed(1)
+        dtype = case["inputs"]["x"].dtype
+        case["inputs"]["post_ln_w"] = (1 + 0.1 * torch.randn(d, generator=g)).to(dtype)
+        case["inputs"]["post_ln_b"] = (0.1 * torch.randn(d, generator=g)).to(dtype)
+    return case
+
+
+def _provider(op: str, backend: str):
+    if op == "bottleneck_adapter":
+        return lambda **kw: ops.bottleneck_adapter(**kw, activation="gelu", backend=backend)
+    if op == "layer_aggregate":
+        return lambda **kw: ops.layer_aggregate(**kw, activation="gelu", backend=backend)
+    return lambda **kw: ops.weighted_layer_sum(**kw, backend=backend)
+
+
+def _first_rows(inputs: dict, grad_out: torch.Tensor, n: int):
+    out = {k: ([h[:n] for h in v] if k == "hidden_states" else v[:n] if k in ("x", "residual") else v)
+           for k, v in inputs.items()}
+    return out, grad_out[:n]
+
+
+def bench(case: dict, dtype, rounds: int, samples: int, env: dict) -> list:
+    fns = {b: _provider(case["op"], b) for b in ("reference", "native")}
+    inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
+    gold = run(fns["reference"], inputs, dy, dtype=torch.float64)
+    base = run(fns["reference"], inputs, dy)
+    gates = {name: harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"]) for name, fn in fns.items()}
+    rows = []
+    for mode in ("fwd", "fwd+bwd"):
+        args, flat = {}, []
+        for k, v in case["inputs"].items():
+            if isinstance(v, list):
+                args[k] = [t.detach().clone().requires_grad_() for t in v]
+                flat += args[k]
+            else:
+                args[k] = v.detach().clone().requires_grad_()
+                flat.append(args[k])
+        dy = case["grad_out"]
+        if mode == "fwd":
+            calls = {n: (lambda f: lambda: f(**args))(f) for n, f in fns.items()}
+        else:
+            calls = {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in fns.items()}
+        timings = harness.time_providers(calls, torch.device("cpu"), rounds, smoke=False, samples=samples)
+        for name in fns:
+            row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
+                              str(dtype).replace("torch.", ""), gate=gates[name], env=env)
+            row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[name]
+            row.tflops = case["flops"][mode] / row.median_ms / 1e9
+            row.speedup_vs_reference = timings["reference"][1] / row.median_ms
+            row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (
+                "residual" if case["op"] == "bottleneck_adapter" else "")
+            rows.append(row)
+    return rows
+
+
+def summary(rows: list) -> str:
+    lines = [f"op | dtype | shape | fwd ratio | fwd+bwd ratio | >= {TARGET}x (fwd+bwd)"]
+    keys = sorted({(r.op, r.dtype, r.tokens, r.d, r.width, r.layers) for r in rows if r.provider == "native"})
+    for op, dt, n, d, w, L in keys:
+        ratio = {r.mode: r.speedup_vs_reference for r in rows if r.provider == "native" and
+                 (r.op, r.dtype, r.tokens, r.d, r.width, r.layers) == (op, dt, n, d, w, L)}
+        shape = f"N={n} d={d}" + (f" r={w}" if op == "bottleneck_adapter" else f" L={L}" + (f" m={w}" if w else ""))
+        composite = op in ("bottleneck_adapter", "layer_aggregate")
+        met = ("yes" if ratio["fwd+bwd"] >= TARGET else "NO") if composite else "(no target)"
+        lines.append(f"{op} | {dt} | {shape} | {ratio['fwd']:.2f} | {ratio['fwd+bwd']:.2f} | {met}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny shapes: checks the script, not performance")
+    p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--samples", type=int, default=3, help="timed calls per provider per round")
+    p.add_argument("--out", type=Path, help="CSV or JSON file for the rows")
+    args = p.parse_args(argv)
+    reason = _native.available()
+    if reason is not None:
+        p.error(f"the native extension is not available: {reason}")
+    env = harness.environment()
+    env["gpu"] = f"cpu {_cpu_name()} ({torch.get_num_threads()} threads, {_native.cpu_isa()})"
+    print(f"# {env}", flush=True)
+    out = args.out or harness.default_path({**env, "gpu": f"cpu-{_cpu_name()}"})
+    rows = []
+    for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
+        for case, extra in configurations(args.smoke, dtype):
+            if case["op"] == "bottleneck_adapter":
+                case = _with_post_ln(case, extra["post"])
+            new = bench(case, dtype, 1 if args.smoke else args.rounds, 1 if args.smoke else args.samples, env)
+            for r in new:
+                print(f"{r.op:18s} {r.dtype:8s} {r.mode:7s} N={r.tokens:<5d} d={r.d:<4d} w={r.width:<3d} "
+                      f"L={r.layers:<2d} {r.provider:9s} {r.median_ms:9.1f} ms  x{r.speedup_vs_reference:5.2f}  "
+                      f"{r.gate[:50]}", flush=True)
+            rows += new
+            harness.write(rows, out)
+    print(summary(rows))
+    print(f"# rows written to {out}")
+    failed = [r for r in rows if r.gate != "ok" and not math.isnan(r.median_ms)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
