@@ -42,6 +42,10 @@ native_build = _load(ROOT / "elp_fast" / "native_build.py", "_elp_native_build")
 VERSION = _load(ROOT / "elp_fast" / "version.py", "_elp_version").__version__
 
 
+_COMMANDS = {"egg_info", "dist_info", "sdist", "build", "build_py", "build_ext", "bdist_wheel", "editable_wheel",
+             "install", "develop", "bdist"}
+
+
 def _skip(reason: str) -> list:
     if MODE == "1":
         sys.exit(f"ELP_FAST_BUILD_EXT=1 but the extension cannot be built: {reason}")
@@ -54,8 +58,9 @@ def _extensions() -> tuple[list, dict]:
     """The extension list and the command classes that build it (empty when it is skipped)."""
     if MODE == "0":
         return [], {}
-    if "egg_info" in sys.argv and "build_ext" not in sys.argv and "bdist_wheel" not in sys.argv:
-        return [], {}  # metadata only
+    commands = [a for a in sys.argv[1:] if a in _COMMANDS]
+    if commands and all(c in ("egg_info", "dist_info", "sdist") for c in commands):
+        return [], {}  # metadata or a source archive: nothing to compile
     try:
         import torch
         from torch.utils import cpp_extension

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import harness
-from bench_ops import aggregate_case, bottleneck_case, wsum_case
+from bench_ops import _first_rows, _leaves, aggregate_case, bottleneck_case, wsum_case
 from elp_fast import ops
 from elp_fast.ops import _native
 from numerics import run
@@ -77,12 +77,6 @@ def _provider(op: str, backend: str):
     return lambda **kw: ops.weighted_layer_sum(**kw, backend=backend)
 
 
-def _first_rows(inputs: dict, grad_out: torch.Tensor, n: int):
-    out = {k: ([h[:n] for h in v] if k == "hidden_states" else v[:n] if k in ("x", "residual") else v)
-           for k, v in inputs.items()}
-    return out, grad_out[:n]
-
-
 def bench(case: dict, dtype, rounds: int, samples: int, env: dict) -> list:
     fns = {b: _provider(case["op"], b) for b in ("reference", "native")}
     inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
@@ -91,14 +85,7 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict) -> list:
     gates = {name: harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"]) for name, fn in fns.items()}
     rows = []
     for mode in ("fwd", "fwd+bwd"):
-        args, flat = {}, []
-        for k, v in case["inputs"].items():
-            if isinstance(v, list):
-                args[k] = [t.detach().clone().requires_grad_() for t in v]
-                flat += args[k]
-            else:
-                args[k] = v.detach().clone().requires_grad_()
-                flat.append(args[k])
+        args, flat = _leaves(case["inputs"])
         dy = case["grad_out"]
         if mode == "fwd":
             calls = {n: (lambda f: lambda: f(**args))(f) for n, f in fns.items()}
@@ -134,6 +121,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny shapes: checks the script, not performance")
     p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--ops", default="bottleneck_adapter,layer_aggregate,weighted_layer_sum")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--samples", type=int, default=3, help="timed calls per provider per round")
     p.add_argument("--out", type=Path, help="CSV or JSON file for the rows")
@@ -148,6 +136,8 @@ def main(argv=None) -> int:
     rows = []
     for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
         for case, extra in configurations(args.smoke, dtype):
+            if case["op"] not in args.ops.split(","):
+                continue
             if case["op"] == "bottleneck_adapter":
                 case = _with_post_ln(case, extra["post"])
             new = bench(case, dtype, 1 if args.smoke else args.rounds, 1 if args.smoke else args.samples, env)

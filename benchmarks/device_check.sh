@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The one script for a GPU session (../shared/device/README.md): environment, the `gpu` tests
-# with compiled kernels, then the op benchmarks. Everything lands in $OUT (default
-# benchmarks/results/device-run); commit the CSV under benchmarks/results/ with the card named.
+# The one script for a GPU session (../shared/device/README.md): environment, the native
+# extension built in place with its CUDA kernels, the `gpu` tests (Triton compiled, native CUDA),
+# then the op benchmarks. Everything lands in $OUT (default benchmarks/results/device-run);
+# commit the CSVs under benchmarks/results/ with the card named.
 #
-#   bash benchmarks/device_check.sh            # on the GPU machine (about 6 minutes)
-#   bash benchmarks/device_check.sh --smoke    # on a CPU machine: offline sm_90 compile check,
-#                                              # then the same steps through the interpreter
+#   bash benchmarks/device_check.sh            # on the GPU machine (about 7 minutes)
+#   bash benchmarks/device_check.sh --smoke    # on a CPU machine: offline sm_90 compile checks,
+#                                              # the CPU build, then the same steps on CPU
 #
 # On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
 set -uo pipefail
@@ -28,23 +29,32 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, r
   [ $rc -eq 0 ] || status=1
 }
 
+export ELP_FAST_REQUIRE_NATIVE=1  # the native tests fail (not skip) if the build does not load
 if [ "${1:-}" = "--smoke" ]; then
   export TRITON_INTERPRET=1
+  step build 600 env ELP_FAST_BUILD_EXT=1 "$PY" setup.py -q build_ext --inplace
   step info 60 "$PY" -m elp_fast.info
-  step compile-check 300 "$PY" benchmarks/compile_check.py  # every variant, compiled for sm_90
-  step kernel-tests 600 "$PY" -m pytest -q -x tests/test_triton_bottleneck_adapter.py \
-    tests/test_triton_layer_aggregate.py tests/test_triton_model.py
+  step compile-check 300 "$PY" benchmarks/compile_check.py  # every Triton variant, for sm_90
+  step kernel-tests 900 "$PY" -m pytest -q -x tests/test_triton_bottleneck_adapter.py \
+    tests/test_triton_layer_aggregate.py tests/test_triton_model.py tests/test_native_ops.py \
+    tests/test_native_cuda_sources.py
   step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"
+  step bench-cpu 300 "$PY" benchmarks/bench_cpu.py --smoke --out "$OUT/bench-cpu-smoke.csv"
 else
   export TRITON_INTERPRET=0
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
+  # The documented CUDA build (README: the native extension), in place: CPU + sm_90 kernels.
+  step build 150 env ELP_FAST_BUILD_EXT=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS="$(nproc)" \
+    "$PY" setup.py -q build_ext --inplace
   step info 60 "$PY" -m elp_fast.info
-  # Compiles every kernel variant once (the bulk of this step), then checks the full grids.
-  step gpu-tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
-  # Targets first (E-adapter at the roofline sizes), then the L path; rows are written as they come.
-  step bench-bottleneck 150 "$PY" benchmarks/bench_ops.py --ops bottleneck_adapter \
+  # Compiles every Triton variant once (the bulk of this step), then checks the full grids of
+  # both GPU backends.
+  step gpu-tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
+  # Targets first (E-adapter at the roofline sizes), then the L path; rows are written as they
+  # come, so a step cut short by its limit keeps what it measured.
+  step bench-bottleneck 90 "$PY" benchmarks/bench_ops.py --ops bottleneck_adapter \
     --out "$OUT/bench-bottleneck.csv"
-  step bench-layers 120 "$PY" benchmarks/bench_ops.py --ops layer_aggregate,weighted_layer_sum \
+  step bench-layers 60 "$PY" benchmarks/bench_ops.py --ops layer_aggregate,weighted_layer_sum \
     --sizes realistic,roofline --out "$OUT/bench-layers.csv"
 fi
 echo "results in $OUT"

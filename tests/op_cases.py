@@ -3,7 +3,7 @@ cases, scales and comparison rules for every backend."""
 import torch
 
 from elp_fast import ops
-from numerics import run
+from numerics import run, saved_bytes
 
 
 def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=torch.float32):
@@ -37,6 +37,14 @@ def results(backend, inputs, dy, activation, *, dtype=None):
     return fused, base, gold
 
 
+def saved_bytes_per_token(backend, variant, n=64, d=1024, r=64):
+    """Bytes the bottleneck op keeps for backward per token (bf16), besides its inputs."""
+    inputs, _ = make_inputs(n, d, r, variant, param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
+    leaves = {k: v.requires_grad_() for k, v in inputs.items()}
+    op = lambda: ops.bottleneck_adapter(activation="gelu", backend=backend, **leaves)  # noqa: E731
+    return saved_bytes(op, list(leaves.values())) / n
+
+
 def agg_inputs(L, n, d, m, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
 
@@ -65,3 +73,20 @@ def wsum_results(backend, inputs, dH, dtype, frozen=()):
         return lambda **kw: ops.weighted_layer_sum(backend=name, **kw)
     return tuple(run(call(b), inputs, dH, dtype=dt, frozen=frozen)
                  for b, dt in ((backend, dtype), ("reference", dtype), ("reference", torch.float64)))
+
+
+# (L, N, d, m, dtype, activation, hidden states need gradients)
+AGG_CASES = [
+    (1, 1, 64, 8, torch.float32, "gelu", True),
+    (2, 7, 768, 100, torch.float16, "relu", True),
+    (13, 49, 1023, 64, torch.bfloat16, "gelu", True),
+    (25, 113, 1024, 512, torch.float32, "gelu", False),
+    (2, 1023, 64, 256, torch.bfloat16, "relu", True),
+    (13, 1500, 64, 100, torch.float16, "gelu", False),
+    (1, 6392, 64, 64, torch.float32, "relu", True),
+    (25, 7, 768, 8, torch.bfloat16, "gelu", True),
+]
+
+# (L, N, d, dtype)
+WSUM_CASES = [(1, 1, 64, torch.float32), (2, 7, 1023, torch.float16), (13, 1500, 768, torch.bfloat16),
+              (25, 113, 1024, torch.float32), (25, 6392, 64, torch.bfloat16), (13, 1023, 1024, torch.float16)]

@@ -1,4 +1,4 @@
-"""The benchmark script's CPU smoke mode runs end to end (so it does not rot between GPU runs)."""
+"""The benchmark scripts' smoke modes run end to end (so they do not rot between real runs)."""
 import csv
 import os
 import subprocess
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("triton")
+from elp_fast.ops import _native
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_ops_smoke(tmp_path):
+    pytest.importorskip("triton")
     out = tmp_path / "rows.csv"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ops.py"), "--smoke", "--out", str(out)],
@@ -19,7 +21,7 @@ def test_bench_ops_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = list(csv.DictReader(out.open()))
     ops = {"bottleneck_adapter", "layer_aggregate", "weighted_layer_sum"}
-    providers = {"eager", "compile", "reference", "triton"}
+    providers = {"eager", "compile", "reference", "triton"} | ({"native"} if _native.available() is None else set())
     assert {(r["op"], r["provider"], r["mode"]) for r in rows} == {
         (o, p, m) for o in ops for p in providers for m in ("fwd", "fwd+bwd")}
     for r in rows:
@@ -29,3 +31,17 @@ def test_bench_ops_smoke(tmp_path):
                     if r["provider"] == "triton" and r["mode"] == "fwd+bwd" and r["op"] == "bottleneck_adapter"]
     assert triton_saved and triton_saved[0] <= 16 * 4 + 8  # fp32 smoke, r = 16: z + (mean, rstd)
     assert "smoke mode" in proc.stdout
+
+
+@pytest.mark.skipif(_native.available() is not None, reason="needs the native extension")
+def test_bench_cpu_smoke(tmp_path):
+    out = tmp_path / "cpu.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_cpu.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert {(r["op"], r["provider"], r["mode"], r["dtype"]) for r in rows} == {
+        (o, p, m, d) for o in ("bottleneck_adapter", "layer_aggregate", "weighted_layer_sum")
+        for p in ("reference", "native") for m in ("fwd", "fwd+bwd") for d in ("float32", "bfloat16")}
+    assert all(r["gate"] == "ok" and float(r["speedup_vs_reference"]) > 0 for r in rows)
+    assert "fwd+bwd ratio" in proc.stdout

@@ -10,8 +10,10 @@ import torch
 
 from elp_fast import backends, ops
 from elp_fast.ops import _native
-from numerics import assert_all_pass, compare, saved_bytes
-from op_cases import agg_inputs, agg_is_reduced, agg_results, is_reduced, make_inputs, results, wsum_results
+from numerics import assert_all_pass, compare
+from op_cases import (AGG_CASES, WSUM_CASES, agg_inputs, agg_is_reduced, agg_results, is_reduced,
+                      make_inputs, results, saved_bytes_per_token, wsum_results)
+from training_cases import train_tiny
 
 if _native.available() is not None:
     if os.environ.get("ELP_FAST_REQUIRE_NATIVE") == "1":  # scripts/test.sh built it: it must load
@@ -129,23 +131,13 @@ def test_non_contiguous_inputs_and_partial_gradients():
     assert_all_pass(compare(fused, base, gold, dtype=torch.float32, reduced=is_reduced), "strided")
 
 
-# (L, N, d, m, dtype, activation, hidden states need gradients)
-AGG_CASES = [
-    (1, 1, 64, 8, torch.float32, "gelu", True),
-    (2, 7, 768, 100, torch.float16, "relu", True),
-    (13, 49, 1023, 64, torch.bfloat16, "gelu", True),
-    (25, 113, 1024, 512, torch.float32, "gelu", False),
-    (2, 1023, 64, 256, torch.bfloat16, "relu", True),
-    (13, 1500, 64, 100, torch.float16, "gelu", False),
-    (1, 6392, 64, 64, torch.float32, "relu", True),
-    (25, 7, 768, 8, torch.bfloat16, "gelu", True),
-    (13, 6392, 768, 512, torch.bfloat16, "gelu", True),
-    (2, 1500, 1023, 512, torch.float16, "gelu", True),
-]
+# The shared cases plus the realistic sizes (the native ops are fast enough on CPU).
+NATIVE_AGG_CASES = AGG_CASES + [(13, 6392, 768, 512, torch.bfloat16, "gelu", True),
+                                (2, 1500, 1023, 512, torch.float16, "gelu", True)]
 
 
-@pytest.mark.parametrize("L,n,d,m,dtype,activation,hidden_grad", AGG_CASES, ids=_ids(
-    AGG_CASES, lambda L, n, d, m, dt, a, h: f"L{L}-N{n}-d{d}-m{m}-{str(dt)[6:]}-{a}-{'dh' if h else 'nodh'}"))
+@pytest.mark.parametrize("L,n,d,m,dtype,activation,hidden_grad", NATIVE_AGG_CASES, ids=_ids(
+    NATIVE_AGG_CASES, lambda L, n, d, m, dt, a, h: f"L{L}-N{n}-d{d}-m{m}-{str(dt)[6:]}-{a}-{'dh' if h else 'nodh'}"))
 def test_layer_aggregate_matches_reference(L, n, d, m, dtype, activation, hidden_grad):
     inputs, dH = agg_inputs(L, n, d, m)
     frozen = () if hidden_grad else ("hidden_states",)
@@ -153,9 +145,6 @@ def test_layer_aggregate_matches_reference(L, n, d, m, dtype, activation, hidden
     assert ("grad:hidden_states[0]" in fused) == hidden_grad
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=agg_is_reduced), f"L={L} N={n} d={d} m={m}")
 
-
-WSUM_CASES = [(1, 1, 64, torch.float32), (2, 7, 1023, torch.float16), (13, 1500, 768, torch.bfloat16),
-              (25, 113, 1024, torch.float32), (25, 6392, 64, torch.bfloat16), (13, 1023, 1024, torch.float16)]
 
 
 @pytest.mark.parametrize("L,n,d,dtype", WSUM_CASES, ids=_ids(
@@ -207,15 +196,9 @@ def test_saved_for_backward_bytes(variant):
     """The CPU path keeps z (r) and v (d) in the GEMM dtype plus fp32 LN statistics: it trades
     2d bytes per token for not recomputing the up-projection GEMM on a compute-bound CPU. Eager
     (fp32 intermediates) keeps several times more."""
-    n, d, r = 64, 1024, 64
-    inputs, _ = make_inputs(n, d, r, variant, param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
-    leaves = {k: v.requires_grad_() for k, v in inputs.items()}
-
-    def per_token(backend):
-        op = lambda: ops.bottleneck_adapter(activation="gelu", backend=backend, **leaves)  # noqa: E731
-        return saved_bytes(op, list(leaves.values())) / n
-
-    fused, eager = per_token("native"), per_token("reference")
+    d, r = 1024, 64
+    fused = saved_bytes_per_token("native", variant, d=d, r=r)
+    eager = saved_bytes_per_token("reference", variant, d=d, r=r)
     assert fused == 2 * r + 2 * d + (16 if variant == "residual+post_ln" else 8), fused
     assert eager / fused > 3, (eager, fused)
 
@@ -305,6 +288,19 @@ def test_compiles_into_one_graph_with_autograd():
         got[name] = [x.grad.clone()] + [p.grad.clone() for p in params.values()]
     for a, b in zip(got["eager"], got["compiled"]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["wavlm-postln", "wav2vec2-preln"])
+def test_training_converges_like_the_reference(key):
+    """A tiny model with E+L+P adapters trained 12 steps on the native CPU ops and on the
+    reference: the same per-step losses (fp32 rtol 2e-5) and final adapter weights."""
+    steps = 12
+    ref_losses, ref_weights = train_tiny(key, "reference", steps)
+    nat_losses, nat_weights = train_tiny(key, "native", steps)
+    assert ref_losses[-1] < ref_losses[0]
+    torch.testing.assert_close(torch.tensor(nat_losses), torch.tensor(ref_losses), rtol=2e-5, atol=0)
+    for name, w in ref_weights.items():
+        torch.testing.assert_close(nat_weights[name], w, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
 # --- GPU: the CUDA kernels of the same extension -------------------------------------------

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from elp_fast import ops
-from numerics import assert_all_pass, compare, run, saved_bytes
-from op_cases import is_reduced, make_inputs
+from numerics import assert_all_pass, compare, run
+from op_cases import is_reduced, make_inputs, saved_bytes_per_token
 from op_cases import results as _results
 
 pytest.importorskip("triton")
@@ -94,15 +94,8 @@ def test_saved_for_backward_bytes(variant):
     """Besides its inputs the op keeps z (r values in the working dtype) and fp32 (mean, rstd):
     2r + 8 bytes per token in bf16, plus 8 for the fused post-LN's statistics. The reference
     (eager, with fp32 intermediates) keeps over 25x more."""
-    n, d, r = 64, 1024, 64
-    inputs, dy = make_inputs(n, d, r, variant, param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
-    leaves = {k: v.requires_grad_() for k, v in inputs.items()}
-
-    def per_token(backend):
-        op = lambda: ops.bottleneck_adapter(activation="gelu", backend=backend, **leaves)  # noqa: E731
-        return saved_bytes(op, list(leaves.values())) / n
-
-    fused, eager = per_token("triton"), per_token("reference")
+    r = 64
+    fused, eager = saved_bytes_per_token("triton", variant, r=r), saved_bytes_per_token("reference", variant, r=r)
     limit = 2 * r + 8 + (8 if variant == "residual+post_ln" else 0)
     assert fused <= limit, f"{fused} bytes per token saved, limit {limit}"
     assert eager / fused > 25, (eager, fused)

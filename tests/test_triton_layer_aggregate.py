@@ -8,7 +8,7 @@ import torch
 
 from elp_fast import ops
 from numerics import assert_all_pass, compare, saved_bytes
-from op_cases import agg_inputs
+from op_cases import AGG_CASES, WSUM_CASES, agg_inputs
 from op_cases import agg_is_reduced as is_reduced
 from op_cases import agg_results as _agg_results
 from op_cases import wsum_results as _wsum_results
@@ -24,17 +24,6 @@ def wsum_results(inputs, dH, dtype, frozen=()):
     return _wsum_results("triton", inputs, dH, dtype, frozen)
 
 
-# (L, N, d, m, dtype, activation, hidden states need gradients)
-AGG_CASES = [
-    (1, 1, 64, 8, torch.float32, "gelu", True),
-    (2, 7, 768, 100, torch.float16, "relu", True),
-    (13, 49, 1023, 64, torch.bfloat16, "gelu", True),
-    (25, 113, 1024, 512, torch.float32, "gelu", False),
-    (2, 1023, 64, 256, torch.bfloat16, "relu", True),
-    (13, 1500, 64, 100, torch.float16, "gelu", False),
-    (1, 6392, 64, 64, torch.float32, "relu", True),
-    (25, 7, 768, 8, torch.bfloat16, "gelu", True),
-]
 
 
 @pytest.mark.parametrize("L,n,d,m,dtype,activation,hidden_grad", AGG_CASES,
@@ -47,10 +36,6 @@ def test_layer_aggregate_matches_reference(L, n, d, m, dtype, activation, hidden
     assert ("grad:hidden_states[0]" in fused) == hidden_grad
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=is_reduced), f"L={L} N={n} d={d} m={m}")
 
-
-# (L, N, d, dtype)
-WSUM_CASES = [(1, 1, 64, torch.float32), (2, 7, 1023, torch.float16), (13, 1500, 768, torch.bfloat16),
-              (25, 113, 1024, torch.float32), (25, 6392, 64, torch.bfloat16), (13, 1023, 1024, torch.float16)]
 
 
 @pytest.mark.parametrize("L,n,d,dtype", WSUM_CASES,

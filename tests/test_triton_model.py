@@ -8,9 +8,8 @@ import textwrap
 import pytest
 import torch
 
-import elp_fast
 from elp_fast import BackendUnavailableError, backends, ops
-from conftest import audio_batch, tiny_model
+from training_cases import train_tiny as _train
 
 pytest.importorskip("triton")
 
@@ -55,27 +54,6 @@ def test_cpu_without_interpreter_names_the_switch():
 def test_automatic_choice_on_cuda_is_triton():
     args = tuple(t.cuda() for t in _bottleneck())
     assert backends.select("bottleneck_adapter", args, {"activation": "gelu"}) == "triton"
-
-
-def _train(key, backend, steps, seed=0):
-    """Train a tiny CTC model with E+L+P adapters; per-step losses and final adapter weights."""
-    # SpecAugment draws from numpy's global RNG: off, so both runs see the same inputs.
-    elp = elp_fast.wrap(tiny_model(key, head="ForCTC", seed=seed, mask_time_prob=0.0), e_bottleneck=8,
-                        l_dim=16, p_len=2, p_mode="conditioned", p_bottleneck=4)
-    elp.train()
-    opt = torch.optim.AdamW([p for p in elp.parameters() if p.requires_grad], lr=1e-3)
-    x, mask = audio_batch()
-    labels = torch.tensor([[1, 2, 3, 4], [5, 6, -100, -100]])
-    losses = []
-    torch.manual_seed(seed)  # the same dropout draws for both backends
-    with elp_fast.use_backend(backend):
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = elp(x, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    return losses, {n: p.detach().clone() for n, p in elp.adapter_state_dict().items()}
 
 
 @pytest.mark.parametrize("key", ["wavlm-postln", "wav2vec2-preln"])

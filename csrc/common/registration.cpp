@@ -32,8 +32,8 @@ TORCH_LIBRARY(elp_fast_C, m) {
         "Tensor? post_ln_w, Tensor? post_ln_b, str activation, bool need_dx, bool need_dres, "
         "bool need_params) -> Tensor[]");
   m.def("layer_aggregate_fwd(Tensor[] hidden_states, Tensor proj_w, Tensor proj_b, Tensor ln_w, Tensor ln_b, "
-        "Tensor layer_logits, str activation, float eps, bool save) -> (Tensor, Tensor, Tensor)");
-  m.def("layer_aggregate_bwd(Tensor dH, Tensor[] hidden_states, Tensor z, Tensor stats, Tensor proj_w, "
+        "Tensor layer_logits, str activation, float eps, bool save) -> (Tensor, Tensor[], Tensor)");
+  m.def("layer_aggregate_bwd(Tensor dH, Tensor[] hidden_states, Tensor[] z, Tensor stats, Tensor proj_w, "
         "Tensor proj_b, Tensor ln_w, Tensor ln_b, Tensor layer_logits, str activation, float eps, bool need_dh, "
         "bool need_params, bool need_logits) -> Tensor[]");
   m.def("weighted_layer_sum_fwd(Tensor[] hidden_states, Tensor layer_logits) -> Tensor");

@@ -71,11 +71,11 @@ struct WsumFwdArgs {
   void* out; int64_t n; Dt t; bool layers_aligned;
 };
 
-// dh[l] = weights[l] * dH (may be null: not needed); gpart[chunk, l] = sum(dH * h[l]) over the
-// chunk's elements (may be null).
+// dh[l] = weights[l] * dH (dh: a pointer table like h, or null: not needed); gpart[chunk, l] =
+// sum(dH * h[l]) over the chunk's elements (may be null).
 struct WsumBwdArgs {
   const void* dH; const void* const* h; const float* weights; int64_t layers;
-  void* dh; float* gpart; int64_t n, chunk; Dt t; bool layers_aligned;
+  void* const* dh; float* gpart; int64_t n, chunk; Dt t; bool layers_aligned;
 };
 
 struct RowKernels {

@@ -2,7 +2,9 @@
 // row pass that adds the bias, applies the activation and the LayerNorm and folds the result,
 // weighted by softmax(layer_logits), into a single fp32 accumulator. No stack of hidden states
 // and no per-layer outputs are materialised.
-// Saved for backward: each layer's GEMM output z (L, N, m) in the GEMM dtype and its LN statistics.
+// Saved for backward: each layer's GEMM output z (N, m) in the GEMM dtype and the LN statistics
+// (L, N, 2). Large results are kept one tensor per layer: one block of L layers would always come
+// fresh from mmap (page faults and zeroing on every step); per-layer ones are reused.
 #include <torch/library.h>
 
 #include "../common/op_utils.h"
@@ -30,8 +32,8 @@ void check_inputs(at::TensorList hidden, const at::Tensor& proj_w, const at::Ten
   check_same_device(OP, h0, layer_logits, "layer_logits");
 }
 
-// Returns (H, z, stats); z and stats are empty unless `save`.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
+// Returns (H, z, stats); z is one tensor per layer, and z and stats are empty unless `save`.
+std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> forward(
     at::TensorList hidden, const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& ln_w,
     const at::Tensor& ln_b, const at::Tensor& layer_logits, c10::string_view activation, double eps, bool save) {
   check_inputs(hidden, proj_w, layer_logits);
@@ -45,23 +47,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
 
   at::Tensor acc = at::empty({n, m}, fopt);
   at::Tensor out = T == at::kFloat ? acc : at::empty({n, m}, hidden[0].options());
-  at::Tensor z = at::empty({save ? L : 1, n, m}, hidden[0].options().dtype(G));
+  std::vector<at::Tensor> z;
   at::Tensor stats = at::empty({save ? L : 1, n, 2}, fopt);
   for (int64_t l = 0; l < L; ++l) {
-    at::Tensor zl = z[save ? l : 0], sl = stats[save ? l : 0];
-    at::mm_out(zl, hidden[l].to(G), w[l].t());
+    const at::Tensor zl = at::mm(hidden[l].to(G), w[l].t()), sl = stats[save ? l : 0];
+    if (save) z.push_back(zl);
     rows.layer_fwd({zl.data_ptr(), fptr(b) + l * m, fptr(lw) + l * m, fptr(lb) + l * m, weights.data_ptr<float>(), l,
                     acc.data_ptr<float>(), (l == L - 1 && T != at::kFloat) ? out.data_ptr() : nullptr,
                     sl.data_ptr<float>(), l == 0, n, m, static_cast<float>(eps), dt_of(T), dt_of(G),
                     act_of(activation)});
   }
-  if (!save) return {out, at::empty({0}, z.options()), at::empty({0}, fopt)};
+  if (!save) return {out, {}, at::empty({0}, fopt)};
   return {out, z, stats};
 }
 
-// Returns [dh (L, N, d), d_proj_w, d_proj_b, d_ln_w, d_ln_b, d_layer_logits], empty where not requested.
+// Returns [dh_0 .. dh_{L-1}, d_proj_w, d_proj_b, d_ln_w, d_ln_b, d_layer_logits], empty where not
+// requested. One tensor per layer, not one (L, N, d) block: a block that large always comes
+// fresh from mmap (page faults and zeroing on every step), per-layer ones are reused.
 std::vector<at::Tensor> backward(
-    const at::Tensor& dH_, at::TensorList hidden, const at::Tensor& z_, const at::Tensor& stats_,
+    const at::Tensor& dH_, at::TensorList hidden, at::TensorList z_, const at::Tensor& stats_,
     const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& ln_w, const at::Tensor& ln_b,
     const at::Tensor& layer_logits, c10::string_view activation, double eps, bool need_dh, bool need_params,
     bool need_logits) {
@@ -70,8 +74,9 @@ std::vector<at::Tensor> backward(
   const auto& rows = rows_for(hidden[0]);
   const int64_t L = proj_w.size(0), m = proj_w.size(1), n = hidden[0].size(0), d = hidden[0].size(1);
   TORCH_CHECK(dH_.dim() == 2 && dH_.size(0) == n && dH_.size(1) == m, OP, ": dH must be (N, m), got ", dH_.sizes());
-  at::Tensor z = z_, stats = stats_;
-  if (z.numel() != L * n * m) {  // the forward ran without saving: recompute
+  std::vector<at::Tensor> z = z_.vec();
+  at::Tensor stats = stats_;
+  if (static_cast<int64_t>(z.size()) != L) {  // the forward ran without saving: recompute
     std::tie(std::ignore, z, stats) = forward(hidden, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, true);
   }
   const at::ScalarType T = hidden[0].scalar_type(), G = gemm_type(hidden[0]);
@@ -83,7 +88,7 @@ std::vector<at::Tensor> backward(
 
   at::Tensor dz = at::empty({n, m}, hidden[0].options().dtype(G));
   at::Tensor part = at::empty({L, nc, 3, m}, fopt), gpart = at::empty({L, nc}, fopt);
-  at::Tensor dh = need_dh ? at::empty({L, n, d}, hidden[0].options()) : at::empty({0}, hidden[0].options());
+  std::vector<at::Tensor> out;
   at::Tensor dw = need_params ? at::empty({L, m, d}, proj_w.options().dtype(G)) : at::Tensor();
   for (int64_t l = 0; l < L; ++l) {
     rows.layer_bwd({dH.data_ptr(), z[l].data_ptr(), stats[l].data_ptr<float>(), fptr(b) + l * m, fptr(lw) + l * m,
@@ -93,12 +98,8 @@ std::vector<at::Tensor> backward(
       at::Tensor dwl = dw[l];
       at::mm_out(dwl, dz.t(), hidden[l].to(G));
     }
-    if (need_dh) {
-      at::Tensor dhl = dh[l];
-      if (G == T) at::mm_out(dhl, dz, w[l]); else dhl.copy_(at::mm(dz, w[l]));
-    }
+    out.push_back(need_dh ? at::mm(dz, w[l]).to(T) : at::empty({0}, hidden[0].options()));
   }
-  std::vector<at::Tensor> out{dh};
   if (need_params) {
     const at::Tensor sums = part.sum(1);  // (L, 3, m): d_proj_b, d_ln_w, d_ln_b
     out.push_back(owned(dw, proj_w));

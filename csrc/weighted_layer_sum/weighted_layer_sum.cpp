@@ -9,7 +9,7 @@ namespace {
 
 constexpr const char* OP = "weighted_layer_sum";
 
-// The layers' data pointers, where the row kernels can read them (device memory on CUDA).
+// The tensors' data pointers, where the row kernels can read them (device memory on CUDA).
 at::Tensor pointer_table(const std::vector<at::Tensor>& hs, const at::Device& device) {
   at::Tensor table = at::empty({static_cast<int64_t>(hs.size())}, at::TensorOptions().dtype(at::kLong));
   auto* p = table.data_ptr<int64_t>();
@@ -52,7 +52,8 @@ at::Tensor forward(at::TensorList hidden, const at::Tensor& layer_logits) {
   return out;
 }
 
-// Returns [dh (L, ...), d_layer_logits], empty where not requested.
+// Returns [dh_0 .. dh_{L-1}, d_layer_logits], empty where not requested (one tensor per layer:
+// see layer_aggregate.cpp).
 std::vector<at::Tensor> backward(const at::Tensor& dH_, at::TensorList hidden, const at::Tensor& layer_logits,
                                  bool need_dh, bool need_logits) {
   const std::vector<at::Tensor> hs = contiguous_layers(hidden, layer_logits);
@@ -64,12 +65,14 @@ std::vector<at::Tensor> backward(const at::Tensor& dH_, at::TensorList hidden, c
   const at::Tensor table = pointer_table(hs, hs[0].device());
   // elements per partial-sum chunk: fixed, so the sums do not depend on thread counts
   const int64_t chunk = 16384, nc = chunks(n, chunk);
-  std::vector<int64_t> dh_shape{L};
-  for (auto s : hs[0].sizes()) dh_shape.push_back(s);
-  at::Tensor dh = need_dh ? at::empty(dh_shape, hs[0].options()) : at::empty({0}, hs[0].options());
+  std::vector<at::Tensor> out;
+  for (int64_t l = 0; l < L; ++l)
+    out.push_back(need_dh ? at::empty(hs[0].sizes(), hs[0].options()) : at::empty({0}, hs[0].options()));
+  const at::Tensor dh_table = pointer_table(out, hs[0].device());
   at::Tensor gpart = need_logits ? at::empty({nc, L}, hs[0].options().dtype(at::kFloat)) : at::Tensor();
   rows_for(hs[0]).wsum_bwd({dH.data_ptr(), reinterpret_cast<const void* const*>(table.data_ptr<int64_t>()),
-                            weights.data_ptr<float>(), L, need_dh ? dh.data_ptr() : nullptr,
+                            weights.data_ptr<float>(), L,
+                            need_dh ? reinterpret_cast<void* const*>(dh_table.data_ptr<int64_t>()) : nullptr,
                             need_logits ? gpart.data_ptr<float>() : nullptr, n, chunk, dt_of(hs[0].scalar_type()),
                             layers_aligned(hs)});
   at::Tensor dlogits = at::empty({0}, layer_logits.options());
@@ -77,7 +80,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dH_, at::TensorList hidden, c
     const at::Tensor g = gpart.sum(0);
     dlogits = owned(weights * (g - (weights * g).sum()), layer_logits);
   }
-  return {dh, dlogits};
+  out.push_back(dlogits);
+  return out;
 }
 
 }  // namespace

@@ -6,16 +6,26 @@
 namespace elp_fast::cpu {
 inline namespace CPU_CAPABILITY {
 
+// Both passes walk the elements in blocks that stay in L1 and the layers one after another
+// inside a block, so memory sees one or two streams at a time instead of L.
+constexpr int64_t kBlock = 256 * W;
+
 template <typename T>
 void wsum_fwd(const WsumFwdArgs& a) {
   const T* const* h = reinterpret_cast<const T* const*>(a.h);
   T* out = static_cast<T*>(a.out);
-  at::parallel_for(0, a.n, 4096, [&](int64_t e0, int64_t e1) {
-    for (int64_t e = e0; e < e1; e += W) {
-      const int64_t c = std::min(W, e1 - e);
-      Vec acc = Vec(a.weights[0]) * load(h[0] + e, c);
-      for (int64_t l = 1; l < a.layers; ++l) acc = acc + Vec(a.weights[l]) * load(h[l] + e, c);
-      store(out + e, acc, c);
+  at::parallel_for(0, (a.n + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> acc(kBlock);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t e0 = b * kBlock, len = std::min(kBlock, a.n - e0);
+      for (int64_t l = 0; l < a.layers; ++l) {
+        const Vec w(a.weights[l]);
+        for (int64_t j = 0; j < len; j += W) {
+          const Vec t = w * load(h[l] + e0 + j, std::min(W, len - j));
+          (l == 0 ? t : Vec::loadu(acc.data() + j) + t).store(acc.data() + j);
+        }
+      }
+      for (int64_t j = 0; j < len; j += W) store(out + e0 + j, Vec::loadu(acc.data() + j), std::min(W, len - j));
     }
   });
 }
@@ -24,25 +34,23 @@ template <typename T>
 void wsum_bwd(const WsumBwdArgs& a) {
   const T* const* h = reinterpret_cast<const T* const*>(a.h);
   const T* dH = static_cast<const T*>(a.dH);
-  T* dh = static_cast<T*>(a.dh);
   const int64_t L = a.layers;
-  constexpr int64_t kBlock = 64 * W;  // per-lane float sums over a block, then added in double
   for_chunks(a.n, a.chunk, [&](int64_t e0, int64_t e1, int64_t chunk) {
-    std::vector<double> g(L, 0.0);
-    std::vector<Vec> gb(L, Vec(0.f));
+    std::vector<double> g(L, 0.0);  // per-lane float sums over a block, then added in double
+    std::vector<float> d(kBlock);
     for (int64_t b0 = e0; b0 < e1; b0 += kBlock) {
-      const int64_t b1 = std::min(e1, b0 + kBlock);
-      for (int64_t e = b0; e < b1; e += W) {
-        const int64_t c = std::min(W, b1 - e);
-        const Vec d = load(dH + e, c);
-        for (int64_t l = 0; l < L; ++l) {
-          if (dh) store(dh + l * a.n + e, Vec(a.weights[l]) * d, c);
-          if (a.gpart) gb[l] += d * load(h[l] + e, c);
-        }
-      }
+      const int64_t len = std::min(e1, b0 + kBlock) - b0;
+      row_to_float(dH + b0, d.data(), len);  // zero-padded past len
       for (int64_t l = 0; l < L; ++l) {
-        g[l] += hsum(gb[l]);
-        gb[l] = Vec(0.f);
+        const Vec w(a.weights[l]);
+        Vec gb(0.f);
+        for (int64_t j = 0; j < len; j += W) {
+          const int64_t c = std::min(W, len - j);
+          const Vec dv = Vec::loadu(d.data() + j);
+          if (a.dh) store(static_cast<T*>(a.dh[l]) + b0 + j, w * dv, c);
+          if (a.gpart) gb += dv * load(h[l] + b0 + j, c);
+        }
+        g[l] += hsum(gb);
       }
     }
     if (a.gpart)

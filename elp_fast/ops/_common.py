@@ -75,6 +75,13 @@ def list_grads(need: object, dh: torch.Tensor, hidden: list[torch.Tensor]) -> li
     return [g.to(h.dtype) if f else None for g, h, f in zip(dh.unbind(0), hidden, flags)]
 
 
+def layer_grads(need: object, dh: list) -> list:
+    """Per-tensor gradients of a Tensor[] input from one gradient per tensor (the native ops
+    return them so; see list_grads for the flags)."""
+    flags = list(need) if isinstance(need, (list, tuple)) else [bool(need)] * len(dh)
+    return [g if f else None for g, f in zip(dh, flags)]
+
+
 def any_needed(need: object) -> bool:
     return any(need) if isinstance(need, (list, tuple)) else bool(need)
 

@@ -76,6 +76,20 @@ def bottleneck_adapter(x: torch.Tensor, down_w: torch.Tensor, down_b: torch.Tens
 backends.register(OP, "reference", bottleneck_adapter_ref)
 
 
+def _input_grads(need, post, res, dy, residual) -> list:
+    """A backward op's [dx, dres, d_down_w, ..., d_post_ln_b] as gradients in the op's input
+    order (x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b), None where
+    not needed. Without a post-LN the residual's gradient is dy itself."""
+    dx, dres, *params = res
+    if need[7] and not post:
+        dres = grad_like(dy, residual)
+    grads = [dx if need[0] else None]
+    grads += [g if need[i + 1] else None for i, g in enumerate(params[:6])]
+    grads += [dres if need[7] else None]
+    grads += [g if need[8 + i] else None for i, g in enumerate(params[6:])]
+    return grads
+
+
 # --- Triton backend ------------------------------------------------------------------------
 
 @torch.library.custom_op("elp_fast::bottleneck_adapter_triton", mutates_args=())
@@ -152,14 +166,7 @@ def _backward(ctx, dy, _dz, _dstats):
     res = torch.ops.elp_fast.bottleneck_adapter_triton_backward(
         dy, x, z, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b,
         ctx.activation, need[0], need_dres, need_params)
-    dx, dres, *params = res
-    if need[7] and not ctx.post:
-        dres = grad_like(dy, residual)
-    grads = [dx if need[0] else None]
-    grads += [g if need[i + 1] else None for i, g in enumerate(params[:6])]
-    grads += [dres if need[7] else None]
-    grads += [g if need[8 + i] else None for i, g in enumerate(params[6:])]
-    return (*grads, None, None, None)
+    return (*_input_grads(need, ctx.post, res, dy, residual), None, None, None)
 
 
 _triton_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -224,16 +231,10 @@ def _native_register() -> None:
         need = ctx.needs_input_grad
         need_dres = need[7] and ctx.post  # without a post-LN the residual's gradient is dy itself
         need_params = any(need[1:7]) or (ctx.post and any(need[8:10]))
-        dx, dres, *params = torch.ops.elp_fast_C.bottleneck_adapter_bwd(
+        res = torch.ops.elp_fast_C.bottleneck_adapter_bwd(
             dy, x, z, v, stats, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b,
             ctx.activation, need[0], need_dres, need_params)
-        if need[7] and not ctx.post:
-            dres = grad_like(dy, residual)
-        grads = [dx if need[0] else None]
-        grads += [g if need[i + 1] else None for i, g in enumerate(params[:6])]
-        grads += [dres if need[7] else None]
-        grads += [g if need[8 + i] else None for i, g in enumerate(params[6:])]
-        return (*grads, None, None)
+        return (*_input_grads(need, ctx.post, res, dy, residual), None, None)
 
     torch.library.register_autograd("elp_fast_C::bottleneck_adapter_fwd", backward, setup_context=setup_context)
 

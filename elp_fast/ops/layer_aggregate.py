@@ -18,7 +18,7 @@ import torch
 from .. import backends
 from . import _native, _triton
 from ._common import (activate, any_needed, check_activation, check_rows, check_tensor,
-                      compute_dtype, contiguous, grad_like, layer_norm_fp32, list_grads)
+                      compute_dtype, contiguous, grad_like, layer_grads, layer_norm_fp32, list_grads)
 
 OP = "layer_aggregate"
 Hidden = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -177,15 +177,15 @@ def _native_register() -> None:
         h, (L, m) = hidden_states[0], proj_w.shape[:2]
         n = h.shape[0]
         if not save:
-            return h.new_empty((n, m)), h.new_empty(0, dtype=_native.gemm_dtype(h)), h.new_empty(0, dtype=torch.float32)
-        return (h.new_empty((n, m)), h.new_empty((L, n, m), dtype=_native.gemm_dtype(h)),
+            return h.new_empty((n, m)), [], h.new_empty(0, dtype=torch.float32)
+        return (h.new_empty((n, m)), [h.new_empty((n, m), dtype=_native.gemm_dtype(h)) for _ in range(L)],
                 h.new_empty((L, n, 2), dtype=torch.float32))
 
     @torch.library.register_fake("elp_fast_C::layer_aggregate_bwd")
     def _(dH, hidden_states, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, need_dh,
           need_params, need_logits):
         h = hidden_states[0]
-        out = [h.new_empty((len(hidden_states), *h.shape) if need_dh else 0)]
+        out = [h.new_empty(h.shape if need_dh else 0) for _ in hidden_states]
         out += [p.new_empty(p.shape) if need_params else h.new_empty(0) for p in (proj_w, proj_b, ln_w, ln_b)]
         return out + [layer_logits.new_empty(layer_logits.shape if need_logits else 0)]
 
@@ -194,18 +194,22 @@ def _native_register() -> None:
         _, z, stats = output
         ctx.activation, ctx.eps, ctx.layers = activation, eps, len(hidden_states)
         ctx.set_materialize_grads(False)  # no zero-filled gradients for the saved-state outputs
-        ctx.save_for_backward(*hidden_states, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits)
+        ctx.saved_z = len(z)
+        ctx.save_for_backward(*hidden_states, *z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits)
 
     def backward(ctx, dH, _dz, _dstats):
         if dH is None:
             return [None] * ctx.layers, None, None, None, None, None, None, None, None
         saved = ctx.saved_tensors
-        hidden, (z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits) = list(saved[:ctx.layers]), saved[ctx.layers:]
+        L, nz = ctx.layers, ctx.saved_z
+        hidden, z = list(saved[:L]), list(saved[L:L + nz])
+        stats, proj_w, proj_b, ln_w, ln_b, layer_logits = saved[L + nz:]
         need = ctx.needs_input_grad
-        dh, *params, dlogits = torch.ops.elp_fast_C.layer_aggregate_bwd(
+        res = torch.ops.elp_fast_C.layer_aggregate_bwd(
             dH, hidden, z, stats, proj_w, proj_b, ln_w, ln_b, layer_logits, ctx.activation, ctx.eps,
             any_needed(need[0]), any(need[1:5]), need[5])
-        return (list_grads(need[0], dh, hidden), *[g if need[i + 1] else None for i, g in enumerate(params)],
+        dh, (*params, dlogits) = res[:ctx.layers], res[ctx.layers:]
+        return (layer_grads(need[0], dh), *[g if need[i + 1] else None for i, g in enumerate(params)],
                 dlogits if need[5] else None, None, None, None)
 
     torch.library.register_autograd("elp_fast_C::layer_aggregate_fwd", backward, setup_context=setup_context)

@@ -12,7 +12,7 @@ import torch
 
 from .. import backends
 from . import _native, _triton
-from ._common import any_needed, check_tensor, compute_dtype, list_grads
+from ._common import any_needed, check_tensor, compute_dtype, layer_grads, list_grads
 from .layer_aggregate import Hidden, as_layer_rows
 
 OP = "weighted_layer_sum"
@@ -115,8 +115,8 @@ def _native_register() -> None:
     @torch.library.register_fake("elp_fast_C::weighted_layer_sum_bwd")
     def _(dH, hidden_states, layer_logits, need_dh, need_logits):
         h = hidden_states[0]
-        return [h.new_empty((len(hidden_states), *h.shape)) if need_dh else h.new_empty(0),
-                layer_logits.new_empty(layer_logits.shape) if need_logits else layer_logits.new_empty(0)]
+        return ([h.new_empty(h.shape if need_dh else 0) for _ in hidden_states]
+                + [layer_logits.new_empty(layer_logits.shape if need_logits else 0)])
 
     def setup_context(ctx, inputs, output):
         hidden_states, layer_logits = inputs
@@ -125,9 +125,9 @@ def _native_register() -> None:
     def backward(ctx, dH):
         *hidden, layer_logits = ctx.saved_tensors
         need = ctx.needs_input_grad
-        dh, dlogits = torch.ops.elp_fast_C.weighted_layer_sum_bwd(dH, hidden, layer_logits,
-                                                                   any_needed(need[0]), need[1])
-        return list_grads(need[0], dh, hidden), (dlogits if need[1] else None)
+        *dh, dlogits = torch.ops.elp_fast_C.weighted_layer_sum_bwd(dH, hidden, layer_logits,
+                                                                    any_needed(need[0]), need[1])
+        return layer_grads(need[0], dh), (dlogits if need[1] else None)
 
     torch.library.register_autograd("elp_fast_C::weighted_layer_sum_fwd", backward, setup_context=setup_context)
 
