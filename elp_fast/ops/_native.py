@@ -105,4 +105,3 @@ def gemm_dtype(t: torch.Tensor) -> torch.dtype:
 
 def wants_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
