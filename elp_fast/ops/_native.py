@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -18,6 +19,8 @@ import torch
 
 from .. import native_build
 from ..version import __version__
+
+log = logging.getLogger("elp_fast.native")
 
 NATIVE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 CUDA_MAX_ROW = 4096  # the CUDA row kernels keep one row in one block's registers
@@ -67,7 +70,10 @@ def _load() -> Optional[str]:
 
 def available() -> Optional[str]:
     if "reason" not in _state:
-        _state["reason"] = _load()
+        _state["reason"] = reason = _load()
+        if reason is not None and not reason.startswith("not built"):
+            # a library is there but refused (stale, mismatched, broken): say so once, loudly
+            log.warning("elp_fast: not using the native extension: %s", reason)
     return _state["reason"]
 
 
