@@ -99,24 +99,26 @@ def _extensions() -> tuple[list, dict]:
     kwargs = dict(include_dirs=[str(generated)], extra_link_args=["-fopenmp"])
     if with_cuda:
         sources += [str(p.relative_to(ROOT)) for p in native_build.source_files(CSRC) if p.suffix == ".cu"]
-        ext = cpp_extension.CUDAExtension(
-            "elp_fast._C", sources, define_macros=[("ELP_FAST_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-std=c++20", "-O3", "-lineinfo", "--expt-relaxed-constexpr"]}, **kwargs)
+        nvcc_flags = ["-std=c++20", "-O3", "-lineinfo", "--expt-relaxed-constexpr"]
+        ext = cpp_extension.CUDAExtension("elp_fast._C", sources, define_macros=[("ELP_FAST_WITH_CUDA", "1")],
+                                          extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags}, **kwargs)
     else:
         ext = cpp_extension.CppExtension("elp_fast._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)
 
     class BuildExt(cpp_extension.BuildExtension):
         """Writes the build record beside the library; in auto mode a failed build only warns."""
 
-        def build_extension(self, extension):
+        def run(self):
             try:
-                super().build_extension(extension)
-            except Exception as exc:  # noqa: BLE001 (compiler errors come in several types)
+                super().run()
+            except Exception as exc:  # noqa: BLE001 (compiler checks and errors raise several types)
                 if MODE == "1":
                     raise
                 warnings.warn(f"elp_fast: the native extension failed to build ({exc}); the package "
                               "installs without it (set ELP_FAST_BUILD_EXT=1 to make this an error)")
-                return
+
+        def build_extension(self, extension):
+            super().build_extension(extension)
             target = Path(self.get_ext_fullpath(extension.name))
             (target.parent / native_build.RECORD_NAME).write_text(json.dumps(record, indent=1, sort_keys=True))
             print(f"elp_fast: built {target.name} ({'CPU + CUDA ' + record['cuda_arch_list'] if with_cuda else 'CPU'})")
@@ -127,9 +129,8 @@ def _extensions() -> tuple[list, dict]:
             build_py = self.get_finalized_command("build_py")
             for extension in self.extensions:
                 inplace_file, regular_file = self._get_inplace_equivalent(build_py, extension)
-                built = Path(regular_file).parent / native_build.RECORD_NAME
-                if built.is_file():
-                    shutil.copyfile(built, Path(inplace_file).parent / native_build.RECORD_NAME)
+                shutil.copyfile(Path(regular_file).parent / native_build.RECORD_NAME,
+                                Path(inplace_file).parent / native_build.RECORD_NAME)
 
     return [ext], {"build_ext": BuildExt.with_options(use_ninja=shutil.which("ninja") is not None)}
 

@@ -9,6 +9,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,19 +82,41 @@ def test_stale_copy_is_refused_and_the_package_still_works(tmp_path):
     assert stale["chosen"] == "reference" and stale["finite"]
 
 
-@pytest.mark.slow
-def test_build_switch_zero_installs_a_working_package_without_the_extension(tmp_path):
-    src = tmp_path / "src"
+PIP = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+
+
+def _source_copy(dest: Path) -> Path:
+    """The tracked files of this checkout (as they are now) in `dest`."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
-        (src / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, src / f)
-    env = {**os.environ, "ELP_FAST_BUILD_EXT": "0"}
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(src)],
-                   check=True, env=env, capture_output=True)
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    return dest
+
+
+def _wheel(src: Path, out: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+                          env={**os.environ, **env}, capture_output=True, text=True)
+
+
+def test_failed_build_warns_in_auto_mode_and_fails_when_required(tmp_path):
+    """A compiler that fails (here `false`): auto installs without the extension, 1 is an error."""
+    src = _source_copy(tmp_path / "src")
+    out = _wheel(src, tmp_path / "auto", CXX="false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next((tmp_path / "auto").glob("elp_fast-*.whl"))
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if "/_C." in n]
+    strict = _wheel(src, tmp_path / "strict", CXX="false", ELP_FAST_BUILD_EXT="1")
+    assert strict.returncode != 0 and not list((tmp_path / "strict").glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_build_switch_zero_installs_a_working_package_without_the_extension(tmp_path):
+    src = _source_copy(tmp_path / "src")
+    out = _wheel(src, tmp_path / "wheels", ELP_FAST_BUILD_EXT="0")
+    assert out.returncode == 0, out.stderr[-2000:]
     wheel = next((tmp_path / "wheels").glob("elp_fast-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+    subprocess.run([*PIP, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, capture_output=True)
     assert not list((tmp_path / "site" / "elp_fast").glob("_C*"))
     out = _run_isolated(PROBE, tmp_path / "site", cwd=tmp_path)
