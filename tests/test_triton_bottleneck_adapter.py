@@ -17,6 +17,7 @@ pytest.importorskip("triton")
 def results(inputs, dy, activation, *, dtype=None):
     return _results("triton", inputs, dy, activation, dtype=dtype)
 
+
 VARIANTS = ("plain", "residual", "residual+post_ln")
 HALF = (torch.float16, torch.bfloat16)
 

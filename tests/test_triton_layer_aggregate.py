@@ -24,8 +24,6 @@ def wsum_results(inputs, dH, dtype, frozen=()):
     return _wsum_results("triton", inputs, dH, dtype, frozen)
 
 
-
-
 @pytest.mark.parametrize("L,n,d,m,dtype,activation,hidden_grad", AGG_CASES,
                          ids=[f"L{c[0]}-N{c[1]}-d{c[2]}-m{c[3]}-{str(c[4])[6:]}-{c[5]}-{'dh' if c[6] else 'nodh'}"
                               for c in AGG_CASES])
@@ -35,7 +33,6 @@ def test_layer_aggregate_matches_reference(L, n, d, m, dtype, activation, hidden
     fused, base, gold = agg_results(inputs, dH, activation, dtype, frozen)
     assert ("grad:hidden_states[0]" in fused) == hidden_grad
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=is_reduced), f"L={L} N={n} d={d} m={m}")
-
 
 
 @pytest.mark.parametrize("L,n,d,dtype", WSUM_CASES,
