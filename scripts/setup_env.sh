@@ -51,5 +51,7 @@ sys.exit(0 if ok else 1)
 EOF
 then
   echo "== building the native extension (csrc/ changed)"
-  (cd "$ROOT" && "$VENV/bin/python" setup.py -q build_ext --inplace 2>&1 | grep -vE "^(copying|running)|Deprecat|!!|^\s*\*+|setup.py install|^$" || true)
+  # (setuptools' deprecation banners about running setup.py directly are filtered out)
+  (cd "$ROOT" && "$VENV/bin/python" setup.py -q build_ext --inplace 2>&1 \
+    | grep -vE "^(copying|running)|Deprecat|!!|^\s*\*+|setup.py install|^$" || true)
 fi

@@ -77,7 +77,8 @@ void adapter_out(const AdapterOutArgs& a) {
         st[3] = rstd2;
         for (int64_t j = 0; j < d; j += W) {
           const int64_t c = std::min(W, d - j);
-          const Vec out = (Vec::loadu(vb + j) - Vec(mean2)) * Vec(rstd2) * load(a.post_w + j, c) + load(a.post_b + j, c);
+          const Vec out =
+              (Vec::loadu(vb + j) - Vec(mean2)) * Vec(rstd2) * load(a.post_w + j, c) + load(a.post_b + j, c);
           store(y + i * d + j, out, c);
         }
       } else {

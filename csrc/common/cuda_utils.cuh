@@ -99,7 +99,8 @@ inline void launch_rows(int64_t width, bool aligned, int64_t blocks, const Args&
     return with_slots.template operator()<1>() || with_slots.template operator()<2>() ||
            with_slots.template operator()<4>();
   };
-  const bool launched = (aligned && width % V == 0) ? with_vec.template operator()<V>() : with_vec.template operator()<1>();
+  const bool launched =
+      (aligned && width % V == 0) ? with_vec.template operator()<V>() : with_vec.template operator()<1>();
   TORCH_CHECK(launched, "elp_fast CUDA row kernels: rows of ", width, " elements are too wide for one block");
 }
 
