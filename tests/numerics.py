@@ -86,6 +86,17 @@ def assert_all_pass(checks: list[Check], label: str) -> None:
     assert not bad, f"{label}:\n  " + "\n  ".join(bad)
 
 
+def assert_perturbations_fail(fused: dict, base: dict, gold: dict, *, dtype: torch.dtype,
+                              reduced: Callable[[str], bool]) -> None:
+    """The meta-test: the fused results pass, and a 1e-2 relative change of any one of them fails
+    (the tolerances are not vacuous)."""
+    assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=reduced), "unperturbed")
+    for name in gold:
+        one = {k: (v * (1 + 1e-2) if k == name else v) for k, v in fused.items()}
+        check = next(c for c in compare(one, base, gold, dtype=dtype, reduced=reduced) if c.name == name)
+        assert not check.ok, f"a 1e-2 perturbation of {name} passed: {check}"
+
+
 def saved_bytes(fn: Callable[[], torch.Tensor], inputs: list[torch.Tensor]) -> int:
     """Bytes autograd keeps for backward while fn() runs, not counting tensors that share storage
     with `inputs` (the op's own inputs: the caller holds those anyway)."""

@@ -23,6 +23,23 @@ def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=t
     return inputs, mk(n, d, dtype=act_dtype)
 
 
+# (N, d, r, dtype, variant, activation): every N, d, r value of TESTING.md appears at least once,
+# each dtype meets every variant, at interpreter-friendly sizes.
+ADAPTER_CASES = [
+    (1, 64, 8, torch.float32, "plain", "gelu"),
+    (7, 64, 100, torch.float16, "residual", "relu"),
+    (49, 1023, 64, torch.bfloat16, "residual+post_ln", "gelu"),
+    (113, 768, 256, torch.float32, "residual+post_ln", "gelu"),
+    (1023, 1024, 64, torch.bfloat16, "residual", "gelu"),
+    (1500, 64, 512, torch.float16, "residual+post_ln", "relu"),
+    (6392, 64, 8, torch.bfloat16, "plain", "relu"),
+    (113, 1024, 100, torch.float16, "plain", "gelu"),
+    (49, 768, 512, torch.bfloat16, "plain", "gelu"),
+    (7, 1023, 256, torch.float32, "residual", "relu"),
+    (1, 768, 64, torch.float16, "residual+post_ln", "gelu"),
+]
+
+
 def is_reduced(name: str) -> bool:
     return name.startswith("grad:") and name not in ("grad:x", "grad:residual")
 

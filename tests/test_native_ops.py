@@ -10,9 +10,9 @@ import torch
 
 from elp_fast import backends, ops
 from elp_fast.ops import _native
-from numerics import assert_all_pass, compare
-from op_cases import (AGG_CASES, WSUM_CASES, agg_inputs, agg_is_reduced, agg_results, is_reduced,
-                      make_inputs, results, saved_bytes_per_token, wsum_results)
+from numerics import assert_all_pass, assert_perturbations_fail, compare
+from op_cases import (ADAPTER_CASES, AGG_CASES, WSUM_CASES, agg_inputs, agg_is_reduced, agg_results,
+                      is_reduced, make_inputs, results, saved_bytes_per_token, wsum_results)
 from training_cases import train_tiny
 
 if _native.available() is not None:
@@ -42,20 +42,11 @@ def _isas():
 ISAS = _isas()
 
 
-# (N, d, r, dtype, variant, activation): every N, d, r of TESTING.md, each dtype with each variant.
-BA_CASES = [
-    (1, 64, 8, torch.float32, "plain", "gelu"),
-    (7, 64, 100, torch.float16, "residual", "relu"),
-    (49, 1023, 64, torch.bfloat16, "residual+post_ln", "gelu"),
-    (113, 768, 256, torch.float32, "residual+post_ln", "gelu"),
-    (1023, 1024, 64, torch.bfloat16, "residual", "gelu"),
-    (1500, 64, 512, torch.float16, "residual+post_ln", "relu"),
+# The shared cases (every N, d, r of TESTING.md, each dtype with each variant) plus realistic and
+# awkward sizes the interpreter-bound Triton tests leave out.
+BA_CASES = ADAPTER_CASES + [
     (6392, 1024, 256, torch.bfloat16, "residual+post_ln", "gelu"),
     (6392, 768, 256, torch.float32, "residual", "gelu"),
-    (113, 1024, 100, torch.float16, "plain", "gelu"),
-    (49, 768, 512, torch.bfloat16, "plain", "relu"),
-    (7, 1023, 256, torch.float32, "residual", "relu"),
-    (1, 768, 64, torch.float16, "residual+post_ln", "gelu"),
     (1500, 1023, 8, torch.float32, "residual+post_ln", "relu"),
     (1023, 64, 512, torch.float32, "plain", "gelu"),
     (113, 1023, 8, torch.bfloat16, "residual", "relu"),
@@ -184,11 +175,7 @@ def test_perturbation_of_any_result_fails(dtype):
             (agg_results("native", agg, dH, "gelu", dtype), agg_is_reduced),
             (wsum_results("native", wsum, torch.randn(113, 256, generator=torch.Generator().manual_seed(3)), dtype),
              agg_is_reduced)):
-        assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=reduced), "unperturbed")
-        for name in gold:
-            one = {k: (v * (1 + 1e-2) if k == name else v) for k, v in fused.items()}
-            check = next(c for c in compare(one, base, gold, dtype=dtype, reduced=reduced) if c.name == name)
-            assert not check.ok, f"a 1e-2 perturbation of {name} passed: {check}"
+        assert_perturbations_fail(fused, base, gold, dtype=dtype, reduced=reduced)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
