@@ -29,8 +29,8 @@ ENV_VAR = "ELP_FAST_BACKEND"
 # Automatic preference by device type; the reference always comes last. On CUDA the order of
 # native and triton is to follow measurement: benchmarks/bench_ops.py times both on the GPU and
 # its summary ends with "native vs triton" per op. No GPU run has measured them yet (results go to
-# benchmarks/results/), so Triton, the older and GPU-tuned path, stays first until one does;
-# `set_cuda_preference` reorders at run time.
+# benchmarks/results/), so the order stays as it was before the extension existed (Triton first)
+# until one does; `set_cuda_preference` reorders at run time.
 _PREFERENCE = {
     "cpu": ["native", "reference"],
     "cuda": ["triton", "native", "reference"],
