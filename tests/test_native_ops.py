@@ -13,7 +13,7 @@ from elp_fast.ops import _native
 from numerics import assert_all_pass, assert_perturbations_fail, compare
 from op_cases import (ADAPTER_CASES, AGG_CASES, WSUM_CASES, agg_inputs, agg_is_reduced, agg_results,
                       is_reduced, make_inputs, results, saved_bytes_per_token, wsum_results)
-from training_cases import train_tiny
+from training_cases import run_compiled_first_call, train_tiny
 
 if _native.available() is not None:
     if os.environ.get("ELP_FAST_REQUIRE_NATIVE") == "1":  # scripts/test.sh built it: it must load
@@ -288,6 +288,13 @@ def test_training_converges_like_the_reference(key):
     torch.testing.assert_close(torch.tensor(nat_losses), torch.tensor(ref_losses), rtol=2e-5, atol=0)
     for name, w in ref_weights.items():
         torch.testing.assert_close(nat_weights[name], w, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+def test_compiled_model_runs_the_native_ops_first_time():
+    """torch.compile(fullgraph=True) of a wrapped model on the native ops, first call compiled
+    in a fresh process (loading the extension must not break the graph): matches eager."""
+    out = run_compiled_first_call("native")
+    assert out.returncode == 0 and "compiled ok" in out.stdout, out.stderr[-3000:]
 
 
 # --- GPU: the CUDA kernels of the same extension -------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from elp_fast import BackendUnavailableError, backends, ops
+from training_cases import run_compiled_first_call
 from training_cases import train_tiny as _train
 
 pytest.importorskip("triton")
@@ -70,29 +71,5 @@ def test_training_converges_like_the_reference(key):
 def test_compiled_model_runs_the_custom_ops_first_time():
     """torch.compile(fullgraph=True) of a wrapped model whose very first call is compiled: the
     dispatcher's checks must not break the graph; loss and gradients match eager."""
-    code = textwrap.dedent("""
-        import os, sys
-        sys.path.insert(0, os.environ["TESTS_DIR"])
-        import torch, elp_fast
-        from conftest import tiny_model, audio_batch
-        elp = elp_fast.wrap(tiny_model("wavlm-postln", head="ForSequenceClassification"),
-                            e_bottleneck=8, l_dim=16, p_len=2)
-        x, mask = audio_batch()
-        labels = torch.tensor([1, 2])
-        with elp_fast.use_backend("triton"):
-            compiled = torch.compile(elp, backend="aot_eager", fullgraph=True)
-            loss_c = compiled(x, attention_mask=mask, labels=labels).loss
-            loss_c.backward()
-            grads_c = {n: p.grad.clone() for n, p in elp.named_parameters() if p.requires_grad}
-            elp.zero_grad()
-            loss_e = elp(x, attention_mask=mask, labels=labels).loss
-            loss_e.backward()
-        torch.testing.assert_close(loss_c, loss_e, rtol=1e-6, atol=1e-7)
-        for n, p in elp.named_parameters():
-            if p.requires_grad:
-                torch.testing.assert_close(grads_c[n], p.grad, rtol=1e-5, atol=1e-7)
-        print("compiled ok", len(grads_c))
-    """)
-    env = {**os.environ, "TRITON_INTERPRET": "1", "TESTS_DIR": os.path.dirname(__file__)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = run_compiled_first_call("triton")
     assert out.returncode == 0 and "compiled ok" in out.stdout, out.stderr[-3000:]
