@@ -39,11 +39,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   check_inputs(x_, down_w, up_w, residual, post_ln_w);
   c10::DeviceGuard guard(x_.device());
   const auto& rows = rows_for(x_);
-  const at::Tensor x = x_.contiguous();
+  const at::Tensor x = rows_ready(x_);
   const at::ScalarType G = gemm_type(x);
   const int64_t n = x.size(0), d = x.size(1), r = down_w.size(0);
   const bool post = post_ln_w.has_value();
-  const at::Tensor res = residual ? residual->contiguous() : at::Tensor();
+  const at::Tensor res = residual ? rows_ready(*residual) : at::Tensor();
   const at::Tensor xg = x.to(G), bd = f32(down_b), bu = f32(up_b), lw = f32(ln_w), lb = f32(ln_b);
   const at::Tensor pw = post ? f32(*post_ln_w) : at::Tensor(), pb = post ? f32(*post_ln_b) : at::Tensor();
 
@@ -73,10 +73,10 @@ std::vector<at::Tensor> backward(
   TORCH_CHECK(z.numel() == n * r && v.numel() == n * d, OP, ": z / v are not this forward's saved tensors");
   c10::DeviceGuard guard(x_.device());
   const auto& rows = rows_for(x_);
-  const at::Tensor x = x_.contiguous(), dy = dy_.contiguous().to(x.scalar_type());
+  const at::Tensor x = rows_ready(x_), dy = rows_ready(dy_.to(x_.scalar_type()));
   const at::ScalarType G = gemm_type(x);
   const bool post = post_ln_w.has_value();
-  const at::Tensor res = residual ? residual->contiguous() : at::Tensor();
+  const at::Tensor res = residual ? rows_ready(*residual) : at::Tensor();
   const at::Tensor bd = f32(down_b), bu = f32(up_b), lw = f32(ln_w), lb = f32(ln_b);
   const at::Tensor pw = post ? f32(*post_ln_w) : at::Tensor(), pb = post ? f32(*post_ln_b) : at::Tensor();
   const auto fopt = x.options().dtype(at::kFloat), gopt = x.options().dtype(G);

@@ -46,6 +46,14 @@ inline const RowKernels& rows_for(const at::Tensor& t) {
 inline int64_t chunk_rows(const at::Tensor& t) { return t.is_cuda() ? 32 : 64; }
 inline int64_t chunks(int64_t n, int64_t rows) { return (n + rows - 1) / rows; }
 
+// Contiguous, and on CUDA 16-byte aligned (a view can start anywhere): the CUDA row kernels use
+// 16-byte accesses only when every row pointer allows it.
+inline at::Tensor rows_ready(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  if (c.is_cuda() && reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
+  return c;
+}
+
 // Small parameter vectors are read as fp32 by the row kernels.
 inline at::Tensor f32(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
 inline const float* fptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }

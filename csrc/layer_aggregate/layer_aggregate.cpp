@@ -80,7 +80,7 @@ std::vector<at::Tensor> backward(
     std::tie(std::ignore, z, stats) = forward(hidden, proj_w, proj_b, ln_w, ln_b, layer_logits, activation, eps, true);
   }
   const at::ScalarType T = hidden[0].scalar_type(), G = gemm_type(hidden[0]);
-  const at::Tensor dH = dH_.contiguous().to(T);
+  const at::Tensor dH = rows_ready(dH_.to(T));
   const auto fopt = hidden[0].options().dtype(at::kFloat);
   const at::Tensor weights = at::softmax(layer_logits.to(at::kFloat), 0).contiguous();
   const at::Tensor w = proj_w.to(G), b = f32(proj_b), lw = f32(ln_w), lb = f32(ln_b);

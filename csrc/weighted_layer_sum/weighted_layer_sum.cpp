@@ -59,7 +59,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dH_, at::TensorList hidden, c
   const std::vector<at::Tensor> hs = contiguous_layers(hidden, layer_logits);
   TORCH_CHECK(dH_.sizes() == hs[0].sizes(), OP, ": dH must match the hidden states, got ", dH_.sizes());
   c10::DeviceGuard guard(hs[0].device());
-  const at::Tensor dH = dH_.contiguous().to(hs[0].scalar_type());
+  const at::Tensor dH = rows_ready(dH_.to(hs[0].scalar_type()));
   const int64_t L = static_cast<int64_t>(hs.size()), n = hs[0].numel();
   const at::Tensor weights = at::softmax(layer_logits.to(at::kFloat), 0).contiguous();
   const at::Tensor table = pointer_table(hs, hs[0].device());

@@ -23,7 +23,9 @@ from ..version import __version__
 log = logging.getLogger("elp_fast.native")
 
 NATIVE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-CUDA_MAX_ROW = 4096  # the CUDA row kernels keep one row in one block's registers
+# The CUDA row kernels keep one row in one block's registers: 16-byte groups per thread when the
+# row length allows, else single elements (fewer fit).
+CUDA_MAX_ROW, CUDA_MAX_UNALIGNED_ROW = 4096, 1024
 _hooks: list[Callable[[], None]] = []
 _state: dict = {}  # "reason": Optional[str] once loading was attempted; "record": dict
 
@@ -96,6 +98,10 @@ def supports(tensors: dict, row_width: int = 0) -> Optional[str]:
             return "the extension was built without CUDA (torch without CUDA or no nvcc at build time)"
         if row_width > CUDA_MAX_ROW:
             return f"rows of {row_width} elements (the CUDA row kernels take at most {CUDA_MAX_ROW})"
+        vector = 16 // first.element_size()
+        if row_width % vector and row_width > CUDA_MAX_UNALIGNED_ROW:
+            return (f"rows of {row_width} elements, not a multiple of {vector} (16 bytes): the CUDA row "
+                    f"kernels then take at most {CUDA_MAX_UNALIGNED_ROW}")
     elif first.device.type != "cpu":
         return f"tensors on {first.device.type} (the native ops take CPU and CUDA tensors)"
     for name, t in tensors.items():
