@@ -82,6 +82,14 @@ def layer_grads(need: object, dh: list) -> list:
     return [g if f else None for g, f in zip(dh, flags)]
 
 
+def dtype_reason(tensors: dict, allowed: tuple, backend: str) -> Optional[str]:
+    """Why a fused backend cannot take these tensors' dtypes (naming the first bad one), or None."""
+    for name, t in tensors.items():
+        if t is not None and t.dtype not in allowed:
+            return f"{name} has dtype {t.dtype} (the {backend} take float16, bfloat16, float32)"
+    return None
+
+
 def any_needed(need: object) -> bool:
     return any(need) if isinstance(need, (list, tuple)) else bool(need)
 

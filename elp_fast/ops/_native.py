@@ -19,6 +19,7 @@ import torch
 
 from .. import native_build
 from ..version import __version__
+from ._common import dtype_reason
 
 log = logging.getLogger("elp_fast.native")
 
@@ -104,10 +105,7 @@ def supports(tensors: dict, row_width: int = 0) -> Optional[str]:
                     f"kernels then take at most {CUDA_MAX_UNALIGNED_ROW}")
     elif first.device.type != "cpu":
         return f"tensors on {first.device.type} (the native ops take CPU and CUDA tensors)"
-    for name, t in tensors.items():
-        if t is not None and t.dtype not in NATIVE_DTYPES:
-            return f"{name} has dtype {t.dtype} (the native ops take float16, bfloat16, float32)"
-    return None
+    return dtype_reason(tensors, NATIVE_DTYPES, "native ops")
 
 
 def gemm_dtype(t: torch.Tensor) -> torch.dtype:

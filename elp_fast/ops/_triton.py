@@ -1,6 +1,7 @@
-"""What the op files share for the Triton backend: availability and per-call checks, and small
-helpers for the torch.library custom ops. Nothing here imports Triton at module import; the
-kernels (`elp_fast.kernels`) are imported at the first call that needs them."""
+"""What the op files share for the Triton backend: availability and per-call checks (the helpers
+for the custom ops, shared with the native backend, are in _common.py). Nothing here imports
+Triton at module import; the kernels (`elp_fast.kernels`) are imported at the first call that
+needs them."""
 from __future__ import annotations
 
 import importlib
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from ._common import dtype_reason
 
 MIN_TRITON = (3, 6)
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -69,7 +72,4 @@ def supports(op: str, tensors: dict) -> Optional[str]:
             return "CPU tensors run through Triton only under TRITON_INTERPRET=1 (the interpreter)"
     elif first.device.type != "cuda":
         return f"tensors on {first.device.type} (the Triton kernels take CUDA tensors)"
-    for name, t in tensors.items():
-        if t is not None and t.dtype not in KERNEL_DTYPES:
-            return f"{name} has dtype {t.dtype} (the Triton kernels take float16, bfloat16, float32)"
-    return None
+    return dtype_reason(tensors, KERNEL_DTYPES, "Triton kernels")
