@@ -12,6 +12,7 @@ from typing import Iterator, Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
 from ..config import ELPConfig, ELPConfigError, resolve_layers
@@ -46,6 +47,7 @@ class ELPModel(nn.Module):
         self.stable_layer_norm = resolved.stable_layer_norm
         self._base_name = "" if resolved.base is model else model.base_model_prefix
         self._adapters_enabled = True
+        self._checkpointed: frozenset = frozenset()  # encoder layers recomputed in backward
 
         hf = self.backbone.config
         num_layers, dim, feat_dim = hf.num_hidden_layers, hf.hidden_size, hf.conv_dim[-1]
@@ -171,6 +173,53 @@ class ELPModel(nn.Module):
     def adapters_enabled(self) -> bool:
         return self._adapters_enabled
 
+    def set_activation_checkpointing(self, layers: object = "all") -> list[int]:
+        """Recompute these encoder layers in backward instead of keeping their activations
+        ("all", "none" or 0-based indices); returns the sorted indices. Always non-reentrant
+        (torch.utils.checkpoint with use_reentrant=False): the reentrant variant trains nothing
+        inside a block whose inputs do not require grad (DESIGN.md 5). Layers that need no
+        backward are never checkpointed (there is nothing to keep)."""
+        if layers is None or layers is False:
+            layers = "none"
+        elif layers is True:
+            layers = "all"
+        n = self.num_layers
+        if isinstance(layers, str):
+            if layers not in ("all", "none"):
+                raise ValueError(f"activation_checkpointing: got {layers!r}; expected 'all', 'none' or "
+                                 "a list of 0-based layer indices")
+            ids = list(range(n)) if layers == "all" else []
+        else:
+            if not isinstance(layers, (list, tuple)) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in layers):
+                raise TypeError(f"activation_checkpointing: got {layers!r}; expected 'all', 'none' or a "
+                                "list of 0-based layer indices")
+            bad = [i for i in layers if not 0 <= i < n]
+            if bad:
+                raise ValueError(f"activation_checkpointing: got layer indices {bad}; this backbone has "
+                                 f"{n} encoder layers, so indices must be in 0..{n - 1}")
+            ids = sorted(set(layers))
+        self._checkpointed = frozenset(ids)
+        return ids
+
+    @property
+    def checkpointed_layers(self) -> list[int]:
+        return sorted(self._checkpointed)
+
+    def first_backward_layer(self, enabled: Optional[bool] = None) -> int:
+        """Index of the lowest encoder layer that needs a backward pass (DESIGN.md 2.6); layers
+        below it run without autograd. num_layers when none does (an L-only configuration),
+        -1 when the pseudo frames train (everything from the encoder input needs backward)."""
+        enabled = self._adapters_enabled if enabled is None else enabled
+        if enabled and self.p_adapter is not None and any(p.requires_grad for p in self.p_adapter.parameters()):
+            return -1
+        for i, layer in enumerate(self.backbone.encoder.layers):
+            adapter = self.e_adapters[str(i)] if enabled and str(i) in self.e_adapters else None
+            if any(p.requires_grad for p in layer.parameters()) or (
+                    adapter is not None and any(p.requires_grad for p in adapter.parameters())):
+                return i
+        return self.num_layers
+
     def save_adapters(self, directory) -> None:
         from ..checkpoint import save_adapters
 
@@ -194,8 +243,11 @@ class ELPModel(nn.Module):
         input_values = check_input_values(input_values, bb, sampling_rate)
         attention_mask = check_attention_mask(attention_mask, input_values)
         enabled = self._adapters_enabled
-
-        feats = bb.feature_extractor(input_values).transpose(1, 2)  # (B, T, c)
+        first_backward = self.first_backward_layer(enabled) if torch.is_grad_enabled() else self.num_layers
+        # Nothing below the first layer that trains needs autograd: an L-only configuration runs
+        # the whole backbone without it (DESIGN.md 2.6).
+        with torch.set_grad_enabled(torch.is_grad_enabled() and first_backward < 0):
+            feats = bb.feature_extractor(input_values).transpose(1, 2)  # (B, T, c)
         frame_mask = None
         if attention_mask is not None:
             frame_mask = bb._get_feature_vector_attention_mask(feats.shape[1], attention_mask)
@@ -210,11 +262,12 @@ class ELPModel(nn.Module):
             if frame_mask is not None:
                 enc_mask = torch.cat([frame_mask.new_ones(frame_mask.shape[0], k), frame_mask], dim=1)
 
-        hidden = bb.feature_projection(feats)
-        if isinstance(hidden, tuple):  # wav2vec2/WavLM also return the normalised features
-            hidden = hidden[0]
-        hidden = bb._mask_hidden_states(hidden, attention_mask=enc_mask)  # SpecAugment when training
-        states = self._encode(hidden, enc_mask, enabled, output_hidden_states)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and first_backward < 0):
+            hidden = bb.feature_projection(feats)
+            if isinstance(hidden, tuple):  # wav2vec2/WavLM also return the normalised features
+                hidden = hidden[0]
+            hidden = bb._mask_hidden_states(hidden, attention_mask=enc_mask)  # SpecAugment when training
+        states = self._encode(hidden, enc_mask, enabled, output_hidden_states, first_backward)
 
         def real(t: torch.Tensor) -> torch.Tensor:
             return t[:, k:] if k else t
@@ -235,16 +288,19 @@ class ELPModel(nn.Module):
                          hidden_states=all_states)
 
     def _encode(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], enabled: bool,
-                all_layers: bool) -> list:
-        """Run the encoder; returns [X^0, X^1, ...] up to the last layer that is needed."""
+                all_layers: bool, first_backward: int) -> list:
+        """Run the encoder; returns [X^0, X^1, ...] up to the last layer that is needed.
+        Layers below `first_backward` run without autograd."""
         enc = self.backbone.encoder
-        if mask is not None:
-            hidden = hidden.masked_fill(~mask.unsqueeze(-1), 0.0)  # padded frames are zero, as in HF
-        hidden = hidden + enc.pos_conv_embed(hidden)
-        if not self.stable_layer_norm:
-            hidden = enc.layer_norm(hidden)
-        hidden = enc.dropout(hidden)
-        attn_mask = self.family.prepare_attention_mask(enc, hidden, mask)
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and first_backward < 0):
+            if mask is not None:
+                hidden = hidden.masked_fill(~mask.unsqueeze(-1), 0.0)  # padded frames are zero, as in HF
+            hidden = hidden + enc.pos_conv_embed(hidden)
+            if not self.stable_layer_norm:
+                hidden = enc.layer_norm(hidden)
+            hidden = enc.dropout(hidden)
+            attn_mask = self.family.prepare_attention_mask(enc, hidden, mask)
 
         # Layers above the highest L tap cannot influence H: skip them (LayerDrop is never used).
         n_run = self.num_layers
@@ -252,7 +308,15 @@ class ELPModel(nn.Module):
             n_run = max(self.l_layer_ids) + 1
         states, carry = [hidden], None
         for i in range(n_run):
-            hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
+            if not grad or i < first_backward:
+                with torch.no_grad():
+                    hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
+            elif i in self._checkpointed:
+                # Dropout masks are replayed in the recomputation (preserve_rng_state defaults on).
+                hidden, carry = checkpoint(self._layer, i, enc.layers[i], hidden, attn_mask, carry, enabled,
+                                           use_reentrant=False)
+            else:
+                hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
             states.append(hidden)
         return states
 
