@@ -25,11 +25,12 @@ ELP = dict(e_bottleneck=8, l_dim=16, p_len=2)
 TRAIN_SIZE, EVAL_SIZE, SECONDS = 48, 8, 0.25
 
 
-def build_model(seed=0, **elp):
-    # SpecAugment off: it draws from numpy's global RNG per forward, which the resume tests
-    # cover through the RNG state anyway; dropout stays on (hidden_dropout etc. defaults).
+def build_model(seed=0, dropout=0.1, spec_augment=0.0, **elp):
+    # Dropout and SpecAugment draw from the global RNGs (torch, numpy), which resume restores;
+    # runs compared across process counts turn them off (each process draws its own masks).
     backbone = tiny_model("wavlm-postln", head="ForSequenceClassification", seed=seed, num_labels=2,
-                          mask_time_prob=0.0, hidden_dropout=0.1, attention_dropout=0.1)
+                          mask_time_prob=spec_augment, mask_time_length=2, hidden_dropout=dropout,
+                          attention_dropout=dropout, activation_dropout=dropout, feat_proj_dropout=dropout)
     return elp_fast.wrap(backbone, **{**ELP, **elp})
 
 
@@ -61,8 +62,8 @@ def run(job):
     job = dict(job)
     out, stage = job.pop("out"), job.pop("stage", 0)
     steps = job.pop("steps", 6)
-    elp_overrides = job.pop("elp", {})
-    model = build_model(**elp_overrides)
+    model = build_model(dropout=job.pop("dropout", 0.1), spec_augment=job.pop("spec_augment", 0.0),
+                        **job.pop("elp", {}))
     before = frozen_hash(model)
     initial = {n: p.detach().clone() for n, p in model.adapter_state_dict().items()}
     cfg = dict(output_dir=out, max_steps=steps, micro_batch_size=4, zero_stage=stage, lr=5e-3,

@@ -164,7 +164,8 @@ class Trainer:
         if resume is not None:
             self._check_compatible(resume, resume_state)
             self.model.load_adapters(resume / ckpt.ADAPTERS_DIR)  # before DeepSpeed copies weights
-        train_state.seed_everything(cfg.seed)
+        # Each process draws its own dropout / SpecAugment masks.
+        train_state.seed_everything(cfg.seed + self.rank)
         self._groups = self._param_groups()
         self._base_lrs = [g["lr"] for g in self._groups]
         optimizer = torch.optim.AdamW(self._groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
