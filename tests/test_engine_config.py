@@ -63,9 +63,9 @@ def test_inconsistent_combinations_are_rejected(kw, field):
 def test_unknown_keys_and_files(tmp_path):
     with pytest.raises(EngineConfigError, match=r"unknown field\(s\) \['max_step'\]"):
         EngineConfig.from_dict({"max_step": 3})
-    good = {"max_steps": 7, "zero_stage": 2, "precision": "bf16", "group_lr": {"head": 1e-3},
+    good = {"max_steps": 7, "zero_stage": 2, "precision": "bf16", "group_lr": {"head": 1e-3}, "lr": 5e-4,
             "activation_checkpointing": [2, 0]}
-    (tmp_path / "c.yaml").write_text("max_steps: 7\nzero_stage: 2\nprecision: bf16\ngroup_lr: {head: 0.001}\n"
+    (tmp_path / "c.yaml").write_text("max_steps: 7\nzero_stage: 2\nprecision: bf16\ngroup_lr: {head: 0.001}\nlr: 5e-4\n"
                                       "activation_checkpointing: [2, 0]\n")
     (tmp_path / "c.json").write_text(json.dumps(good))
     a, b = EngineConfig.from_file(tmp_path / "c.yaml"), EngineConfig.from_file(tmp_path / "c.json")

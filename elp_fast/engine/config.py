@@ -210,7 +210,7 @@ class EngineConfig:
             import yaml
 
             try:
-                data = yaml.safe_load(text)
+                data = load_yaml(text)
             except yaml.YAMLError as exc:
                 raise EngineConfigError(f"EngineConfig.from_file: {path} is not valid YAML ({exc})") from None
         elif path.suffix == ".json":
@@ -230,6 +230,21 @@ class EngineConfig:
         d = {name: getattr(self, name) for name in self.field_names()}
         d["betas"] = list(self.betas)
         return d
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that 5e-4 is a float (YAML 1.1 wants 5.0e-4 and reads a string)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)
 
 
 OWNED_DS_KEYS = {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
