@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one script for a GPU session (../shared/device/README.md): environment, the native
 # extension built in place with its CUDA kernels, the `gpu` tests (Triton compiled, native CUDA),
-# then the op benchmarks. Everything lands in $OUT (default benchmarks/results/device-run);
+# then the op and engine benchmarks. Everything lands in $OUT (default benchmarks/results/device-run);
 # commit the CSVs under benchmarks/results/ with the card named.
 #
 #   bash benchmarks/device_check.sh            # on the GPU machine (about 7 minutes)
@@ -40,6 +40,7 @@ if [ "${1:-}" = "--smoke" ]; then
     tests/test_native_cuda_sources.py
   step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"
   step bench-cpu 300 "$PY" benchmarks/bench_cpu.py --smoke --out "$OUT/bench-cpu-smoke.csv"
+  step bench-engine 300 "$PY" benchmarks/bench_engine.py --smoke --out "$OUT/bench-engine-smoke.csv"
 else
   export TRITON_INTERPRET=0
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
@@ -56,6 +57,9 @@ else
     --out "$OUT/bench-bottleneck.csv"
   step bench-layers 60 "$PY" benchmarks/bench_ops.py --ops layer_aggregate,weighted_layer_sum \
     --sizes realistic,roofline --out "$OUT/bench-layers.csv"
+  # The engine on the card: Base-sized random WavLM, bf16, ZeRO-2, with and without activation
+  # checkpointing (needs deepspeed from .whl/, see ../shared/device/README.md).
+  step bench-engine 150 "$PY" benchmarks/bench_engine.py --out "$OUT/bench-engine.csv"
 fi
 echo "results in $OUT"
 exit $status

@@ -45,3 +45,16 @@ def test_bench_cpu_smoke(tmp_path):
         for p in ("reference", "native") for m in ("fwd", "fwd+bwd") for d in ("float32", "bfloat16")}
     assert all(r["gate"] == "ok" and float(r["speedup_vs_reference"]) > 0 for r in rows)
     assert "fwd+bwd ratio" in proc.stdout
+
+
+def test_bench_engine_smoke(tmp_path):
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "engine.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_engine.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["checkpointing"] for r in rows] == ["none", "all"]
+    for r in rows:
+        assert int(r["steps_timed"]) == 2 and float(r["step_ms_median"]) > 0 and float(r["peak_memory_mib"]) > 0
+    assert "checkpointing all vs none" in proc.stdout

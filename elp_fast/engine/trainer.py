@@ -292,17 +292,20 @@ class Trainer:
         for g, base in zip(self.optimizer.param_groups, self._base_lrs):
             g["lr"] = base * factor
 
-    def _on_sigterm(self, signum, frame) -> None:
-        self._stop_signal = True
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_signal and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        self._stop_signal = signal.Signals(signum).name
 
     def train(self) -> dict:
         """Train to max_steps (or until SIGTERM); returns the run summary (also summary.json)."""
         self._setup()
         cfg = self.config
         restore_rng = getattr(self, "_rng", None)
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            # SIGTERM (pre-emption) or a first Ctrl-C: finish the step, save, stop cleanly.
+            previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         progress = Progress(cfg.max_steps, self.step, cfg.progress and self.rank == 0, cfg.log_every)
         batches = train_batches(self.dataset, self.collate, micro=cfg.micro_batch_size, accum=cfg.grad_accum_steps,
                                 world=self.world, rank=self.rank, seed=cfg.seed, start_step=self.step,
@@ -334,7 +337,7 @@ class Trainer:
                     audio += audio_seconds(batch)
                 self.step += 1
                 total_loss, micro, audio, stop = dist.all_sum(
-                    [loss_sum, cfg.grad_accum_steps, audio, float(self._stop_signal)])
+                    [loss_sum, cfg.grad_accum_steps, audio, float(bool(self._stop_signal))])
                 last_loss = total_loss / micro
                 audio_total += audio
                 window["loss"] += last_loss
@@ -355,12 +358,12 @@ class Trainer:
                     if path is not None and not final:
                         progress.message(f"saved {path}")
                 if stop:
-                    stopped = "SIGTERM"
+                    stopped = self._stop_signal or "a signal to another process"
                     break
         finally:
             progress.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if stopped is None and self.eval_dataset is not None and (not cfg.eval_every or self.step % cfg.eval_every):
             last_eval = self.evaluate()
         return self._finish(start_step, time.time() - t0, audio_total, last_loss, last_eval, stopped)
