@@ -34,6 +34,7 @@ def run(cmd):
 def test_train_command(tmp_path, procs):
     out = tmp_path / "run"
     code, log = run(elp_fast_cmd(["--config", "examples/tones.yaml", "--output", str(out), "--max-steps", "4", "--set", "warmup_steps=1",
+                                  "--set", "group_lr={head: 1e-3}",
                                   *SMALL], procs))
     assert code == 0, log[-4000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -41,6 +42,10 @@ def test_train_command(tmp_path, procs):
     assert "accuracy" in summary["eval"] and summary["peak_memory_bytes"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["type"] == "train"] == [1, 2, 3, 4]
+    lrs = next(r["lr"] for r in records if r["type"] == "train")
+    assert {k.split("/")[0] for k in lrs} == {"e_adapters", "l_adapters", "layer_weights", "p_adapter",
+                                              "layer_norms", "head"}
+    assert lrs["head"] == pytest.approx(lrs["e_adapters"] * 1e-3 / 5e-3), "per-group learning rates"
     assert "adapters:" in log and "done: step 4/4" in log
     elp = elp_fast.wrap(small_wavlm(0), e_bottleneck=32, l_dim=48, p_len=4)
     elp.load_adapters(out / "checkpoints" / "step-00000004" / "adapters")

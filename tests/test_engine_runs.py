@@ -23,6 +23,10 @@ from elp_fast.engine import checkpoints as ckpt  # noqa: E402
 
 JOB = str(Path(__file__).with_name("engine_job.py"))
 STAGES = (0, 1, 2, 3)
+# Resume variants: the four stages, plus optimizer (ZeRO-2) and parameter (ZeRO-3) offload.
+VARIANTS = {**{str(s): {"stage": s} for s in STAGES},
+            "2-offload": {"stage": 2, "offload_optimizer": True},
+            "3-offload": {"stage": 3, "offload_optimizer": True, "offload_params": True}}
 # Dropout and SpecAugment on (their RNG draws must be replayed exactly), every layer checkpointed.
 BASE = {"steps": 6, "save_every": 3, "activation_checkpointing": "all", "spec_augment": 0.1}
 CRASH = {"steps": 16, "save_every": 2, "stage": 1}
@@ -71,19 +75,21 @@ def runs(tmp_path_factory):
     process, resumed from A's step-3 checkpoint; a dropout-free reference for the 2-process run;
     and the uninterrupted reference of the crash test."""
     root = tmp_path_factory.mktemp("engine")
-    a = [{"out": str(root / f"A{s}"), "stage": s, **BASE} for s in STAGES]
-    extra = [{"out": str(root / "nodrop"), "stage": 0, "steps": 6, "save_every": 3, "dropout": 0.0},
+    a = [{"out": str(root / f"A{v}"), **kw, **BASE} for v, kw in VARIANTS.items()]
+    nodrop = {"stage": 0, "steps": 6, "save_every": 3, "dropout": 0.0}
+    extra = [{"out": str(root / "nodrop"), **nodrop},
+             {"out": str(root / "accum"), **nodrop, "micro_batch_size": 2, "grad_accum_steps": 2},
              {"out": str(root / "crash-ref"), **CRASH}]
     run_jobs(a + extra)
-    b = [{"out": str(root / f"B{s}"), "stage": s, **BASE,
-          "resume": str(ckpt_dir(root / f"A{s}", 3))} for s in STAGES]
+    b = [{"out": str(root / f"B{v}"), **kw, **BASE, "resume": str(ckpt_dir(root / f"A{v}", 3))}
+         for v, kw in VARIANTS.items()]
     run_jobs(b)
     return root
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_resume_replays_bit_identically(runs, stage):
-    a, b = runs / f"A{stage}", runs / f"B{stage}"
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_resume_replays_bit_identically(runs, variant):
+    a, b = runs / f"A{variant}", runs / f"B{variant}"
     la, lb = losses(a), losses(b)
     assert sorted(lb) == [4, 5, 6], "run B starts after the step-3 checkpoint"
     assert [la[s] for s in (4, 5, 6)] == [lb[s] for s in (4, 5, 6)], (la, lb)
@@ -96,7 +102,7 @@ def test_resume_replays_bit_identically(runs, stage):
 
 def test_zero_stages_agree(runs):
     ref_losses, ref_w = losses(runs / "A0"), adapters(runs / "A0", 6)
-    for stage in STAGES[1:]:
+    for stage in list(VARIANTS)[1:]:
         got = losses(runs / f"A{stage}")
         torch.testing.assert_close(torch.tensor([got[s] for s in range(1, 7)]),
                                    torch.tensor([ref_losses[s] for s in range(1, 7)]), rtol=2e-5, atol=1e-6)
@@ -136,6 +142,15 @@ def test_checkpoint_holds_adapters_only_and_reloads_exactly(runs):
     with torch.no_grad():
         logits = fresh(batch["input_values"], attention_mask=batch["attention_mask"]).logits
     assert logits.tolist() == job_record(out)["logits"]
+
+
+def test_gradient_accumulation_matches_one_big_batch(runs):
+    """micro batch 2 x 2 accumulation steps = micro batch 4 (same utterances per step)."""
+    one, accum = losses(runs / "nodrop"), losses(runs / "accum")
+    torch.testing.assert_close(torch.tensor([accum[s] for s in range(1, 7)]),
+                               torch.tensor([one[s] for s in range(1, 7)]), rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(job_record(runs / "accum")["logits"]),
+                               torch.tensor(job_record(runs / "nodrop")["logits"]), rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
