@@ -103,6 +103,22 @@ def save_adapters(elp, directory: Any) -> Path:
     return directory
 
 
+def read_format_json(path: Path, fmt: str, version: int, error: type, prefix: str = "") -> dict:
+    """A JSON object whose "format" and "format_version" must be fmt / version; `error` (with
+    `prefix`) names what is wrong otherwise."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{prefix}{path} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise error(f"{prefix}{path} has format {meta.get('format') if isinstance(meta, dict) else meta!r}; "
+                    f"expected {fmt!r}")
+    if meta.get("format_version") != version:
+        raise error(f"{prefix}{path} has format_version {meta.get('format_version')!r}; "
+                    f"this elp_fast reads version {version}")
+    return meta
+
+
 def read_adapter_config(directory: Any) -> dict:
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"load_adapters: directory must be a path, got {type(directory).__name__}")
@@ -112,16 +128,7 @@ def read_adapter_config(directory: Any) -> dict:
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"load_adapters: {path} is missing (not an elp_fast adapter checkpoint?)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"load_adapters: {path} is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"load_adapters: {path} has format {meta.get('format') if isinstance(meta, dict) else meta!r}; "
-                              f"expected {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"load_adapters: {path} has format_version {meta.get('format_version')!r}; "
-                              f"this elp_fast reads version {FORMAT_VERSION}")
+    meta = read_format_json(path, FORMAT, FORMAT_VERSION, CheckpointError, "load_adapters: ")
     return meta
 
 

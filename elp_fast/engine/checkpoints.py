@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..checkpoint import _fsync_dir, _write_atomic
+from ..checkpoint import _fsync_dir, _write_atomic, read_format_json
 
 log = logging.getLogger("elp_fast.engine")
 
@@ -136,16 +136,7 @@ def read_state(directory: Path) -> dict:
     path = directory / STATE_NAME
     if not path.is_file():
         raise ResumeError(f"{directory}: no {STATE_NAME} (not a complete elp_fast checkpoint)")
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResumeError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ResumeError(f"{path}: format {state.get('format') if isinstance(state, dict) else None!r}, "
-                          f"expected {FORMAT!r}")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ResumeError(f"{path}: format_version {state.get('format_version')!r}; this elp_fast reads "
-                          f"{FORMAT_VERSION}")
+    state = read_format_json(path, FORMAT, FORMAT_VERSION, ResumeError)
     files = state.get("files")
     if not isinstance(files, dict) or OPTIMIZER_NAME not in files:
         raise ResumeError(f"{path}: lists no {OPTIMIZER_NAME}")
