@@ -244,3 +244,15 @@ def test_kill9_and_sigterm_at_any_point_resume_bit_identically(runs, tmp_path):
         assert torch.equal(t, adapters(out, last)[name]), name
     oa, ob = optimizer_state(ref, last), optimizer_state(out, last)
     assert all(torch.equal(oa[k], ob[k]) for k in oa)
+
+
+def test_fresh_start_over_existing_checkpoints_is_refused(runs, tmp_path):
+    """resume='never' into a folder holding another run's checkpoints fails before writing."""
+    import shutil
+
+    out = tmp_path / "used"
+    shutil.copytree(runs / "A0", out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, log = run_jobs([{"out": str(out), "stage": 0, **BASE}], check=False)
+    assert code != 0 and "already holds checkpoints ['step-00000006', 'step-00000003']" in log, log[-3000:]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

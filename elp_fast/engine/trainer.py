@@ -107,12 +107,10 @@ class Trainer:
 
     def _param_groups(self) -> list[dict]:
         groups: dict[tuple, list] = {}
-        names: dict[tuple, list] = {}
         for name, p in self._named_trainable():
             key = group_key(self.model.parameter_group(name)) or "head"
             decay = p.ndim >= 2 and name.rsplit(".", 1)[-1] in _DECAYED
             groups.setdefault((key, decay), []).append(p)
-            names.setdefault((key, decay), []).append(name)
         out = []
         for (key, decay), params in sorted(groups.items()):
             out.append({"params": params, "name": f"{key}{'' if decay else '/no_decay'}",
@@ -177,22 +175,32 @@ class Trainer:
         self.metrics = MetricsLog(self.out / "metrics.jsonl", self.rank == 0)
         if resume_state is not None:
             self._restore(resume, resume_state)
-            self.metrics.truncate_after(self.step)
-            if self.rank == 0:
-                self._say(f"resumed from {resume} at step {self.step}")
+        self.metrics.truncate_after(self.step)  # a fresh start (step 0) keeps no old records
+        if resume_state is not None and self.rank == 0:
+            self._say(f"resumed from {resume} at step {self.step}")
 
     def _resume_dir(self) -> Optional[Path]:
         cfg = self.config
-        if cfg.resume == "never":
-            return None
-        if cfg.resume == "auto":
-            found = ckpt.find_resume(self.ckpt_root) if self.rank == 0 else None
-            name = dist.broadcast_json(str(found) if found else None)
-            return Path(name) if name else None
-        path = Path(cfg.resume)
-        if not path.is_dir():
-            raise FileNotFoundError(f"EngineConfig.resume: {path} is not an existing checkpoint directory")
-        return path
+        if cfg.resume not in ("auto", "never"):
+            path = Path(cfg.resume)
+            if not path.is_dir():
+                raise FileNotFoundError(f"EngineConfig.resume: {path} is not an existing checkpoint directory")
+            return path
+        found, error = None, None
+        if self.rank == 0:
+            found = ckpt.find_resume(self.ckpt_root) if cfg.resume == "auto" else None
+            existing = ckpt.list_checkpoints(self.ckpt_root)
+            if found is None and existing:
+                # Starting afresh here would mix two runs' checkpoints (and keep-last-N would prune
+                # the new ones first): refuse rather than delete anything.
+                why = ("resume='never'" if cfg.resume == "never"
+                       else "none of them is complete (see the warnings above)")
+                error = (f"{self.ckpt_root} already holds checkpoints {[p.name for p in existing]} but "
+                         f"{why}; choose another output_dir, or move them away to start afresh")
+        found, error = dist.broadcast_json([str(found) if found else None, error])
+        if error:
+            raise ckpt.ResumeError(error)
+        return Path(found) if found else None
 
     def _check_compatible(self, directory: Path, saved: dict) -> None:
         before = saved.get("engine_config", {})
@@ -315,7 +323,7 @@ class Trainer:
             self._rng = None
         start_step, t0 = self.step, time.time()
         window = {"loss": 0.0, "steps": 0, "audio": 0.0, "t": time.time()}
-        audio_total, last_loss, stopped = 0.0, float("nan"), None
+        audio_total, last_loss, stopped = 0.0, None, None
         last_eval: dict = {}
         try:
             self.engine.train()
@@ -414,7 +422,7 @@ class Trainer:
         self.metrics.write({"type": "eval", "step": self.step, **result})
         return result
 
-    def _finish(self, start_step: int, seconds: float, audio: float, last_loss: float, last_eval: dict,
+    def _finish(self, start_step: int, seconds: float, audio: float, last_loss: Optional[float], last_eval: dict,
                 stopped: Optional[str]) -> dict:
         peaks = [0.0] * self.world
         peaks[self.rank] = float(peak_memory_bytes(self.device))
@@ -434,8 +442,9 @@ class Trainer:
             self.metrics.write(summary)
             _write_atomic(self.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
             peak = max(peaks) / 2 ** 20
+            loss = "no step run" if last_loss is None else f"loss {last_loss:.4f}"
             self._say(f"{'stopped by ' + stopped if stopped else 'done'}: step {self.step}/{self.config.max_steps}, "
-                      f"loss {last_loss:.4f}" + (f", eval {_fmt(last_eval)}" if last_eval else "")
+                      f"{loss}" + (f", eval {_fmt(last_eval)}" if last_eval else "")
                       + f", {summary['audio_s_per_s']:,.1f} audio-s/s over {format_seconds(seconds)}, "
                       f"peak memory {peak:,.0f} MiB per process; checkpoint {summary['checkpoint']}")
         return summary
