@@ -9,6 +9,8 @@
 #                                              # the CPU build, then the same steps on CPU
 #
 # On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
+# The engine benchmark needs deepspeed and what it imports, which that machine lacks: fetch them
+# here first with `../shared/device/fetch_wheels.sh einops psutil py-cpuinfo` (into .whl/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/benchmarks/results/device-run}"
