@@ -25,10 +25,10 @@ ELP = dict(e_bottleneck=8, l_dim=16, p_len=2)
 TRAIN_SIZE, EVAL_SIZE, SECONDS = 48, 8, 0.25
 
 
-def build_model(seed=0, dropout=0.1, spec_augment=0.0, **elp):
+def build_model(seed=0, dropout=0.1, spec_augment=0.0, backbone="wavlm-postln", **elp):
     # Dropout and SpecAugment draw from the global RNGs (torch, numpy), which resume restores;
     # runs compared across process counts turn them off (each process draws its own masks).
-    backbone = tiny_model("wavlm-postln", head="ForSequenceClassification", seed=seed, num_labels=2,
+    backbone = tiny_model(backbone, head="ForSequenceClassification", seed=seed, num_labels=2,
                           mask_time_prob=spec_augment, mask_time_length=2, hidden_dropout=dropout,
                           attention_dropout=dropout, activation_dropout=dropout, feat_proj_dropout=dropout)
     return elp_fast.wrap(backbone, **{**ELP, **elp})
@@ -63,6 +63,7 @@ def run(job):
     out, stage = job.pop("out"), job.pop("stage", 0)
     steps = job.pop("steps", 6)
     model = build_model(dropout=job.pop("dropout", 0.1), spec_augment=job.pop("spec_augment", 0.0),
+                        backbone=job.pop("backbone", "wavlm-postln"),
                         **job.pop("elp", {}))
     before = frozen_hash(model)
     initial = {n: p.detach().clone() for n, p in model.adapter_state_dict().items()}

@@ -80,6 +80,8 @@ def runs(tmp_path_factory):
     extra = [{"out": str(root / "nodrop"), **nodrop},
              {"out": str(root / "accum"), **nodrop, "micro_batch_size": 2, "grad_accum_steps": 2},
              {"out": str(root / "crash-ref"), **CRASH}]
+    # Pre-LN layers (no post-LN inside the E-adapter) under ZeRO-3 against ZeRO 0.
+    extra += [{"out": str(root / f"preln{s}"), "stage": s, "backbone": "wav2vec2-preln", **BASE} for s in (0, 3)]
     run_jobs(a + extra)
     b = [{"out": str(root / f"B{v}"), **kw, **BASE, "resume": str(ckpt_dir(root / f"A{v}", 3))}
          for v, kw in VARIANTS.items()]
@@ -108,6 +110,15 @@ def test_zero_stages_agree(runs):
                                    torch.tensor([ref_losses[s] for s in range(1, 7)]), rtol=2e-5, atol=1e-6)
         for name, t in adapters(runs / f"A{stage}", 6).items():
             torch.testing.assert_close(t, ref_w[name], rtol=1e-4, atol=1e-6, msg=f"stage {stage}: {name}")
+
+
+def test_zero3_agrees_on_a_pre_ln_backbone(runs):
+    a, b = losses(runs / "preln0"), losses(runs / "preln3")
+    torch.testing.assert_close(torch.tensor([b[s] for s in range(1, 7)]), torch.tensor([a[s] for s in range(1, 7)]),
+                               rtol=2e-5, atol=1e-6)
+    ref = adapters(runs / "preln0", 6)
+    for name, t in adapters(runs / "preln3", 6).items():
+        torch.testing.assert_close(t, ref[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("stage", STAGES)
