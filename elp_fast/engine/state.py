@@ -67,6 +67,15 @@ def materialise_optimizer_state(optimizer) -> None:
             t.grad = grad
 
 
+def _fp32_copies(optimizer) -> dict:
+    """Low-precision parameter -> the fp32 copy the torch optimizer steps, for DeepSpeed's
+    unfused mixed-precision optimizer (bf16 without ZeRO); empty otherwise."""
+    lp_groups, hp_groups = getattr(optimizer, "fp16_groups", None), getattr(optimizer, "fp32_groups", None)
+    if not lp_groups or not hp_groups or isinstance(hp_groups[0], torch.Tensor):
+        return {}
+    return {lp: hp for lps, hps in zip(lp_groups, hp_groups) for lp, hp in zip(lps, hps)}
+
+
 def _relink(optimizer) -> None:
     """Point every ZeRO-1/2 / bf16 parameter fragment at its optimizer state. DeepSpeed links
     them once, after stepping the first parameter group only, so with several groups the
@@ -100,14 +109,16 @@ def gather(optimizer, named: Iterable[tuple[str, torch.nn.Parameter]]) -> dict:
     keys = optimizer_state_keys(optimizer)
     if keys:
         _relink(optimizer)
+    copies = _fp32_copies(optimizer)
     out = {}
     for name, p in named:
         if _sharded(p):
             master = safe_get_full_fp32_param(p)
             moments = {k: safe_get_full_optimizer_state(p, k) for k in keys}
-        else:  # ZeRO 0, fp32: the torch optimizer works on the parameter itself
-            master = p.detach()
-            moments = {k: base.state[p][k] for k in keys} if p in base.state else {}
+        else:  # no ZeRO: the torch optimizer steps the parameter itself or its fp32 copy
+            hp = copies.get(p, p)
+            master = hp.detach()
+            moments = {k: base.state[hp][k] for k in keys} if hp in base.state else {}
         out[f"master/{name}"] = master.detach().float().cpu().clone()
         for k, v in moments.items():
             out[f"{k}/{name}"] = v.detach().float().cpu().clone()
@@ -124,6 +135,7 @@ def restore(optimizer, named: Iterable[tuple[str, torch.nn.Parameter]], tensors:
         materialise_optimizer_state(optimizer)
         _relink(optimizer)
     base = base_optimizer(optimizer)
+    copies = _fp32_copies(optimizer)
     for name, p in named:
         master = tensors[f"master/{name}"]
         if _sharded(p):
@@ -131,10 +143,12 @@ def restore(optimizer, named: Iterable[tuple[str, torch.nn.Parameter]], tensors:
             for k in keys:
                 safe_set_full_optimizer_state(p, tensors[f"{k}/{name}"].to(p.device), k)
         else:
+            hp = copies.get(p, p)
             with torch.no_grad():
+                hp.copy_(master.to(device=hp.device, dtype=hp.dtype))
                 p.copy_(master.to(device=p.device, dtype=p.dtype))
             for k in keys:
-                base.state[p][k].copy_(tensors[f"{k}/{name}"].to(base.state[p][k].device))
+                base.state[hp][k].copy_(tensors[f"{k}/{name}"].to(base.state[hp][k].device))
     for state in base.state.values():
         if "step" in state:
             if isinstance(state["step"], torch.Tensor):
