@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["device", "backbone", "precision", "zero_stage", "checkpointing", "micro_batch", "seconds",
           "steps_timed", "step_ms_median", "step_ms_p20", "step_ms_p80", "audio_s_per_s", "peak_memory_mib",
-          "trainable_parameters"]
+          "trainable_parameters", "loss_first", "loss_last"]
 
 
 def one_run(args) -> dict:
@@ -38,13 +38,14 @@ def one_run(args) -> dict:
     model = build_model(argparse.Namespace(model=None, backbone=args.backbone))
     steps = args.warmup + args.steps
     cfg = EngineConfig(output_dir=args.run_dir, max_steps=steps, micro_batch_size=args.micro_batch_size,
-                       precision=args.precision, zero_stage=args.zero_stage, lr=1e-4,
+                       precision=args.precision, zero_stage=args.zero_stage, lr=1e-3,
                        activation_checkpointing=args.checkpointing, log_every=1, save_every=0,
                        resume="never", progress=False)
     data = ToneDataset(args.micro_batch_size * steps, args.seconds, seed=0)
     summary = Trainer(model, cfg, data).train()
     recs = [json.loads(line) for line in (Path(args.run_dir) / "metrics.jsonl").read_text().splitlines()]
-    times = sorted(1000.0 / r["steps_per_s"] for r in recs if r["type"] == "train" and r["step"] > args.warmup)
+    train = [r for r in recs if r["type"] == "train"]
+    times = sorted(1000.0 / r["steps_per_s"] for r in train if r["step"] > args.warmup)
     q = statistics.quantiles(times, n=5) if len(times) >= 2 else [times[0]] * 4
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     audio = args.micro_batch_size * args.seconds  # real audio per step is 1/2..1 of this (random lengths)
@@ -54,7 +55,8 @@ def one_run(args) -> dict:
             "step_ms_p20": round(q[0], 2), "step_ms_p80": round(q[3], 2),
             "audio_s_per_s": round(0.75 * audio / (statistics.median(times) / 1000), 1),
             "peak_memory_mib": round(max(summary["peak_memory_bytes"].values()) / 2 ** 20, 1),
-            "trainable_parameters": summary["trainable_parameters"]}
+            "trainable_parameters": summary["trainable_parameters"],
+            "loss_first": round(train[0]["loss"], 4), "loss_last": round(train[-1]["loss"], 4)}
 
 
 def main() -> int:

@@ -128,6 +128,9 @@ def test_trainer_rejects_bad_arguments(elp, tmp_path):
         Trainer(elp, cfg, data, loss_fn="ce")
     with pytest.raises(ValueError, match=r"activation_checkpointing: got layer indices \[7\]"):
         Trainer(elp, cfg.replace(activation_checkpointing=[0, 7]), data)
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineConfigError, match="EngineConfig.precision: got 'fp16' on a machine without CUDA"):
+            Trainer(elp, cfg.replace(precision="fp16", zero_stage=1), data)
     for p in elp.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):

@@ -93,6 +93,9 @@ class Trainer:
         self.eval_collate = collate_fn or eval_collate
         self.loss_fn = loss_fn or default_loss
         self.eval_fn = eval_fn
+        if config.precision == "fp16" and dist.device().type != "cuda":
+            raise EngineConfigError("EngineConfig.precision: got 'fp16' on a machine without CUDA; expected "
+                                    "'fp32' or 'bf16' (DeepSpeed supports fp16 on GPUs only)")
         model.set_activation_checkpointing(config.activation_checkpointing)  # range-checked here
         self.out = Path(config.output_dir)
         self.ckpt_root = self.out / "checkpoints"
