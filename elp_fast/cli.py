@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="parameter report of WavLM Base+ and a short ELP training run (no downloads)")
     demo.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
-    demo.add_argument("--output", default="demo_output", help="folder for the adapter checkpoint")
+    demo.add_argument("--output", default="demo_output", help="folder for the run (replaced when it holds an earlier demo run)")
     demo.add_argument("--seed", type=int, default=0)
     train = sub.add_parser("train", help="train adapters with the DeepSpeed engine (synthetic task until the "
                            "task recipes land); works under torchrun / deepspeed for several processes")
@@ -28,7 +28,10 @@ def main(argv=None) -> int:
             parser.error(f"--steps: got {args.steps}; expected >= 1")
         from .demo import run_demo
 
-        run_demo(steps=args.steps, output=args.output, seed=args.seed)
+        try:
+            run_demo(steps=args.steps, output=args.output, seed=args.seed)
+        except FileExistsError as exc:
+            parser.exit(2, f"elp-fast demo: {exc}\n")
         return 0
     if args.command == "train":
         from .engine import EngineConfigError

@@ -2,16 +2,18 @@
 
 Nothing is downloaded: the Base+ sized model is built on the meta device (shapes only) for the
 parameter report, and the training run uses a small randomly initialised WavLM on a synthetic
-two-class task (low vs high tones in noise), then saves the adapters, reloads them into a fresh
-backbone and checks the outputs are identical.
+two-class task (low vs high tones in noise), trained by the engine (DeepSpeed, one process); the
+final checkpoint's adapters are then reloaded into a fresh backbone, which must reproduce the
+trained model's outputs exactly.
 """
 from __future__ import annotations
 
-import math
-import time
+import shutil
 from pathlib import Path
 
 import torch
+
+MARKER = ".elp_fast_demo"  # the demo only ever deletes a folder that it made itself
 
 
 def base_plus_report() -> str:
@@ -37,62 +39,49 @@ def small_wavlm(seed: int):
     return transformers.WavLMForSequenceClassification(cfg)
 
 
-def tone_batch(batch: int, seconds: float, generator: torch.Generator):
-    """Label 0: a 200-400 Hz tone, label 1: a 1.5-3 kHz tone, both in noise, random lengths."""
-    n = int(16_000 * seconds)
-    labels = torch.randint(0, 2, (batch,), generator=generator)
-    lengths = torch.randint(n // 2, n + 1, (batch,), generator=generator)
-    t = torch.arange(n) / 16_000
-    low = 200 + 200 * torch.rand(batch, 1, generator=generator)
-    high = 1500 + 1500 * torch.rand(batch, 1, generator=generator)
-    freq = torch.where(labels[:, None] == 0, low, high)
-    x = 0.5 * torch.sin(2 * math.pi * freq * t) + 0.1 * torch.randn(batch, n, generator=generator)
-    mask = (torch.arange(n)[None] < lengths[:, None]).long()
-    return x * mask, mask, labels
+def _fresh_output(output: Path) -> None:
+    if output.exists():
+        if not (output / MARKER).is_file():
+            raise FileExistsError(f"{output} exists and was not made by the demo; choose another --output")
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    (output / MARKER).write_text("made by `elp-fast demo`; it deletes this folder when run again\n")
 
 
 def run_demo(steps: int = 60, output: str | Path = "demo_output", seed: int = 0) -> dict:
     from . import ELPConfig, wrap
+    from .data import ToneDataset
+    from .engine import EngineConfig, Trainer
+    from .engine.command import accuracy
 
     print("== Parameter report: WavLM Base+ dimensions, E (r=256, layers 1-11) + L (m=512) + layer norms, no P")
     print(base_plus_report())
 
+    output = Path(output)
+    _fresh_output(output)
     cfg = ELPConfig(e_bottleneck=32, l_dim=48, p_len=4)
-    print(f"\n== Training a small random WavLM with ELP adapters for {steps} steps (synthetic tones)")
+    print(f"\n== Training a small random WavLM with ELP adapters for {steps} steps (synthetic tones, "
+          "DeepSpeed engine, one process)")
     model = wrap(small_wavlm(seed), cfg)
     model.print_trainable_parameters()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    start, losses = time.time(), []
-    for step in range(1, steps + 1):
-        x, mask, labels = tone_batch(8, 0.5, gen)
-        out = model(x, attention_mask=mask, labels=labels)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(out.loss.item())
-        if step == 1 or step % 5 == 0 or step == steps:
-            acc = (out.logits.argmax(-1) == labels).float().mean().item()
-            print(f"step {step:4d}/{steps}  loss {losses[-1]:.4f}  batch accuracy {acc:.2f}  "
-                  f"({time.time() - start:.1f} s)", flush=True)
+    engine_cfg = EngineConfig(output_dir=str(output), max_steps=steps, micro_batch_size=8, lr=5e-3,
+                              warmup_steps=min(5, steps), save_every=max(1, steps // 2), eval_every=0,
+                              log_every=5, seed=seed, resume="never")
+    held_out = ToneDataset(64, 0.5, seed=seed + 1)
+    summary = Trainer(model, engine_cfg, ToneDataset(512, 0.5, seed=seed), held_out, eval_fn=accuracy).train()
+    accuracy_ = summary["eval"]["accuracy"]
+    print(f"held-out accuracy on 64 new utterances: {accuracy_:.2f}")
 
+    adapters = Path(summary["checkpoint"]) / "adapters"
+    batch = {k: torch.stack([held_out[i][k] for i in range(16)]) for k in ("input_values", "attention_mask")}
     model.eval()
-    x, mask, labels = tone_batch(64, 0.5, torch.Generator().manual_seed(seed + 1))
-    with torch.no_grad():
-        logits = model(x, attention_mask=mask).logits
-    accuracy = (logits.argmax(-1) == labels).float().mean().item()
-    print(f"held-out accuracy on 64 new utterances: {accuracy:.2f}")
-
-    output = Path(output)
-    model.save_adapters(output)
     fresh = wrap(small_wavlm(seed), cfg).eval()
-    fresh.load_adapters(output)
+    fresh.load_adapters(adapters)
     with torch.no_grad():
-        same = torch.equal(fresh(x, attention_mask=mask).logits, logits)
-    size = (output / "adapter_model.safetensors").stat().st_size
-    print(f"adapters saved to {output}/ ({size / 1024:.0f} KiB); reloaded into a fresh backbone: "
+        same = torch.equal(fresh(**batch).logits, model(**batch).logits)
+    size = (adapters / "adapter_model.safetensors").stat().st_size
+    print(f"adapters saved to {adapters}/ ({size / 1024:.0f} KiB); reloaded into a fresh backbone: "
           f"outputs {'identical' if same else 'DIFFERENT'}")
     if not same:
         raise RuntimeError("reloaded adapters do not reproduce the trained model's outputs")
-    return {"losses": losses, "accuracy": accuracy, "reload_identical": same}
+    return {"summary": summary, "accuracy": accuracy_, "reload_identical": same}
