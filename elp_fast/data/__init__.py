@@ -1,4 +1,6 @@
-"""Datasets: synthetic demo data (more loaders arrive with the task recipes)."""
+"""Datasets and audio: file loading with its checks, synthetic demo data (the on-disk data-set
+loaders arrive with the task recipes)."""
+from .audio import AudioError, load_audio, resample
 from .synthetic import ToneDataset
 
-__all__ = ["ToneDataset"]
+__all__ = ["AudioError", "ToneDataset", "load_audio", "resample"]

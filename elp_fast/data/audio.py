@@ -1,0 +1,87 @@
+"""Reading audio files for training: soundfile, then every check the encoders need, each error
+naming the file. Resampling happens only when asked (a windowed-sinc resampler in torch:
+torchaudio does not import beside torch 2.13 CPU, DESIGN.md 6)."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+
+SAMPLING_RATE = 16_000
+
+
+class AudioError(ValueError):
+    """An audio file cannot be used as it is (a ValueError); the message names the file."""
+
+
+def resample(x: torch.Tensor, orig: int, new: int, *, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99) -> torch.Tensor:
+    """Band-limited resampling along the last dimension: a Hann-windowed sinc low-pass at
+    rolloff x the lower Nyquist frequency, applied as a polyphase filter bank (one conv1d)."""
+    for name, v in (("orig", orig), ("new", new)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"resample: {name} must be a positive integer rate in Hz, got {v!r}")
+    if orig == new:
+        return x
+    g = math.gcd(orig, new)
+    orig, new = orig // g, new // g
+    base = min(orig, new) * rolloff
+    width = math.ceil(lowpass_filter_width * orig / base)
+    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None] / orig
+    t = (torch.arange(0, -new, -1, dtype=torch.float64)[:, None] / new + idx) * base
+    t = t.clamp(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t = t * math.pi
+    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
+    kernels = (sinc * window * (base / orig)).to(x.dtype if x.is_floating_point() else torch.float32)
+    shape, n = x.shape, x.shape[-1]
+    y = F.conv1d(F.pad(x.reshape(-1, 1, n), (width, width + orig)), kernels[:, None], stride=orig)
+    y = y.transpose(1, 2).reshape(y.shape[0], -1)
+    length = math.ceil(new * n / orig)
+    return y[:, :length].reshape(*shape[:-1], length)
+
+
+def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_RATE, allow_resample: bool = False,
+               downmix: bool = False, min_samples: int = 400) -> torch.Tensor:
+    """Mono float32 samples of `path` at `sampling_rate`, shape (samples,).
+
+    A file at another rate is an error unless allow_resample=True; several channels are an error
+    unless downmix=True (their mean); empty, too short (fewer than min_samples, the encoder's
+    receptive field: 400 at 16 kHz for the standard CNN) or non-finite audio is always an error.
+    Integer PCM is scaled to [-1, 1] by soundfile."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+    frames, channels = data.shape
+    if channels != 1:
+        if not downmix:
+            raise AudioError(f"{path}: has {channels} channels; expected mono audio (pass downmix=True to "
+                             "average the channels)")
+        data = data.mean(axis=1, keepdims=True)
+    if frames == 0:
+        raise AudioError(f"{path}: holds no samples")
+    x = torch.from_numpy(data[:, 0].copy())
+    if not bool(torch.isfinite(x).all()):
+        raise AudioError(f"{path}: contains NaN or Inf samples; expected finite audio")
+    if rate != sampling_rate:
+        if not allow_resample:
+            raise AudioError(f"{path}: sampled at {rate} Hz; expected {sampling_rate} Hz (resample the data "
+                             "set, or pass allow_resample=True to resample on loading)")
+        x = resample(x, rate, sampling_rate)
+    if x.numel() < min_samples:
+        raise AudioError(f"{path}: {x.numel()} samples ({1000 * x.numel() / sampling_rate:.1f} ms); expected at "
+                         f"least {min_samples} ({1000 * min_samples / sampling_rate:.0f} ms), the encoder's "
+                         "receptive field")
+    return x
