@@ -1,6 +1,8 @@
-"""Datasets and audio: file loading with its checks, synthetic demo data (the on-disk data-set
-loaders arrive with the task recipes)."""
+"""Datasets and audio: file loading with its checks, the corpora's on-disk layouts
+(`elp_fast.data.corpora`), a dataset + padding collate over them, and synthetic demo data."""
 from .audio import AudioError, load_audio, resample
+from .corpora import Utterance
+from .dataset import AudioDataset, pad_collate
 from .synthetic import ToneDataset
 
-__all__ = ["AudioError", "ToneDataset", "load_audio", "resample"]
+__all__ = ["AudioDataset", "AudioError", "ToneDataset", "Utterance", "load_audio", "pad_collate", "resample"]
