@@ -54,7 +54,7 @@ def test_iemocap_four_classes_with_excited_as_happy(tmp_path):
     for uid, emo in labels.items():
         wav(sess / "sentences" / "wav" / "Ses01F_impro01" / f"{uid}.wav")
         lines.append(f"[6.2901 - 8.2357]\t{uid}\t{emo}\t[2.5000, 2.5000, 2.5000]")
-        lines.append(f"C-E2:\tNeutral;\t()")
+        lines.append("C-E2:\tNeutral;\t()")
     (sess / "dialog" / "EmoEvaluation").mkdir(parents=True)
     (sess / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt").write_text("\n".join(lines) + "\n")
     utts = corpora.iemocap(tmp_path, sessions=[1])
