@@ -15,6 +15,7 @@ BAD = [
     ("max_steps", 0, "an integer >= 1"),
     ("max_steps", 2.5, "an integer >= 1"),
     ("micro_batch_size", -1, "an integer >= 1"),
+    ("batch_seconds", -1.0, "a finite number >= 0"),
     ("grad_accum_steps", True, "an integer >= 1"),
     ("precision", "fp8", "'fp32' or 'bf16' or 'fp16'"),
     ("zero_stage", 4, "0, 1, 2 or 3"),
@@ -124,6 +125,8 @@ def test_trainer_rejects_bad_arguments(elp, tmp_path):
         Trainer(elp, {"steps": 3}, data)
     with pytest.raises(TypeError, match="train_data: got int"):
         Trainer(elp, cfg, 5)
+    with pytest.raises(EngineConfigError, match=r"batch_seconds: got 4.0, but train_data \(TensorDataset\) has no durations"):
+        Trainer(elp, cfg.replace(batch_seconds=4.0), torch.utils.data.TensorDataset(torch.zeros(4, 8)))
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         Trainer(elp, cfg, data, loss_fn="ce")
     with pytest.raises(ValueError, match=r"activation_checkpointing: got layer indices \[7\]"):

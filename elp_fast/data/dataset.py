@@ -20,9 +20,18 @@ class AudioDataset(Dataset):
         if not utterances:
             raise ValueError("AudioDataset: no utterances given")
         self.utterances, self.target, self.load_kwargs = list(utterances), target, load_kwargs
+        self._durations: Optional[list[float]] = None
 
     def __len__(self) -> int:
         return len(self.utterances)
+
+    def durations(self) -> list[float]:
+        """Seconds per utterance from the file headers (read once), for batching by length."""
+        if self._durations is None:
+            import soundfile as sf
+
+            self._durations = [sf.info(str(u.path)).duration for u in self.utterances]
+        return self._durations
 
     def __getitem__(self, i: int) -> dict:
         u = self.utterances[i]

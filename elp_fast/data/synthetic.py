@@ -24,13 +24,21 @@ class ToneDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
+    def _draw(self, i: int) -> tuple[torch.Generator, int, int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        label = int(torch.randint(0, 2, (), generator=g))
+        length = int(torch.randint(self.samples // 2, self.samples + 1, (), generator=g))
+        return g, label, length
+
+    def durations(self) -> list[float]:
+        """Seconds of real audio per item (what batching by length packs)."""
+        return [self._draw(i)[2] / SAMPLING_RATE for i in range(self.size)]
+
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.size:
             raise IndexError(f"ToneDataset: index {i} out of range 0..{self.size - 1}")
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        g, label, length = self._draw(i)
         n = self.samples
-        label = int(torch.randint(0, 2, (), generator=g))
-        length = int(torch.randint(n // 2, n + 1, (), generator=g))
         lo, hi = (200.0, 400.0) if label == 0 else (1500.0, 3000.0)
         freq = lo + (hi - lo) * float(torch.rand((), generator=g))
         t = torch.arange(n) / SAMPLING_RATE

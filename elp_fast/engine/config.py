@@ -42,7 +42,8 @@ def _is_num(v: Any) -> bool:
 class EngineConfig:
     output_dir: str = "runs/elp"            # checkpoints/, metrics.jsonl, summary.json
     max_steps: int = 1000                   # optimizer steps
-    micro_batch_size: int = 8               # utterances per process per micro-step
+    micro_batch_size: int = 8               # utterances per process per micro-step (a cap with batch_seconds)
+    batch_seconds: float = 0.0              # > 0: pack micro-batches by length under this much padded audio
     grad_accum_steps: int = 1
     precision: str = "fp32"                 # fp32 | bf16 | fp16 (fp16: GPU only, dynamic loss scaling)
     zero_stage: int = 0                     # 0, 1, 2, 3
@@ -94,6 +95,8 @@ class EngineConfig:
         if self.precision == "fp16" and self.zero_stage == 0:
             _fail("precision", "fp16", "'bf16' or 'fp32' with zero_stage 0 (fp16 needs ZeRO stage >= 1 here, "
                   "whose optimizer keeps fp32 master weights with dynamic loss scaling)")
+        if not _is_num(self.batch_seconds) or self.batch_seconds < 0:
+            _fail("batch_seconds", self.batch_seconds, "a finite number >= 0 (0: fixed micro_batch_size batches)")
         if not _is_num(self.lr) or self.lr <= 0:
             _fail("lr", self.lr, "a finite number > 0")
         if not isinstance(self.group_lr, dict):

@@ -1,12 +1,12 @@
 """Batching the engine controls, so a resumed run sees exactly the batches it would have seen.
 
-Each epoch is a permutation of the dataset drawn from its own generator (seed, epoch); it is cut
-into global batches of micro_batch_size x grad_accum_steps x world_size utterances (the last
-partial one is dropped). Optimizer step s takes global batch s of the sequence, so the data
+Each epoch is a permutation of the dataset drawn from its own generator (seed, epoch), cut into
+micro-batches: of micro_batch_size utterances, or packed by length under batch_seconds of padded
+audio. Optimizer step s takes the next grad_accum_steps x world_size micro-batches, so the data
 position is a function of the step alone: a resume starts in the middle of an epoch without
-reading the skipped batches. Within a global batch, micro-step j of process r takes slice
-(j * world + r), so one process with micro batch 2B sees the same utterances per optimizer step
-as two processes with B each.
+reading the skipped batches. Micro-step j of process r takes micro-batch (j * world + r) of its
+step, so with fixed sizes one process with micro batch 2B sees the same utterances per optimizer
+step as two processes with B each.
 """
 from __future__ import annotations
 
@@ -28,38 +28,65 @@ def as_dataset(data: Any, name: str) -> tuple[Dataset, Optional[Callable]]:
     return data, collate
 
 
+class BatchPlan:
+    """The micro-batches (index lists) of every epoch, a pure function of (seed, epoch): fixed
+    size (micro utterances, the last partial one dropped), or packed by length under an
+    audio-seconds budget (then micro caps the utterances per batch)."""
+
+    def __init__(self, size: int, micro: int, seed: int, durations: Optional[list] = None,
+                 budget: float = 0.0) -> None:
+        self.size, self.micro, self.seed, self.durations, self.budget = size, micro, seed, durations, budget
+        self._cache: dict[int, list[list[int]]] = {}
+
+    def epoch(self, e: int) -> list[list[int]]:
+        if e not in self._cache:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+            order = torch.randperm(self.size, generator=g).tolist()
+            if self.budget:
+                from ..data.batching import pack_by_length
+
+                plan = pack_by_length(order, self.durations, self.budget, self.micro, g)
+            else:
+                plan = [order[k:k + self.micro] for k in range(0, self.size - self.micro + 1, self.micro)]
+            self._cache = {e: plan}  # one epoch at a time is all a run needs
+        return self._cache[e]
+
+
 class StepBatches(torch.utils.data.Sampler):
     """Index lists of one process's micro-batches, from optimizer step `start` to the end of
-    the epoch that contains it."""
+    the epoch that contains it. A step takes accum x world consecutive micro-batches of the
+    epoch's plan; micro-step j of process r takes number j * world + r of them."""
 
-    def __init__(self, size: int, micro: int, accum: int, world: int, rank: int, seed: int, start: int) -> None:
-        self.size, self.micro, self.accum, self.world, self.rank, self.seed = size, micro, accum, world, rank, seed
-        self.global_batch = micro * accum * world
-        self.steps_per_epoch = size // self.global_batch
-        self.epoch, self.first = divmod(start, self.steps_per_epoch)
-
-    def order(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.size, generator=g).tolist()
+    def __init__(self, plan: BatchPlan, accum: int, world: int, rank: int, start: int) -> None:
+        self.plan, self.accum, self.world, self.rank = plan, accum, world, rank
+        self.per_step = accum * world
+        epoch, first = 0, start
+        while True:  # the step count of an epoch depends on its plan when batches are packed
+            steps = len(plan.epoch(epoch)) // self.per_step
+            if steps == 0:
+                raise ValueError(f"epoch {epoch} has {len(plan.epoch(epoch))} micro-batches, fewer than the "
+                                 f"{self.per_step} one optimizer step needs")
+            if first < steps:
+                break
+            epoch, first = epoch + 1, first - steps
+        self.epoch, self.first, self.steps_per_epoch = epoch, first, steps
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = self.order()
+        batches = self.plan.epoch(self.epoch)
         for s in range(self.first, self.steps_per_epoch):
-            batch = order[s * self.global_batch:(s + 1) * self.global_batch]
             for j in range(self.accum):
-                k = (j * self.world + self.rank) * self.micro
-                yield batch[k:k + self.micro]
+                yield batches[s * self.per_step + j * self.world + self.rank]
 
     def __len__(self) -> int:
         return (self.steps_per_epoch - self.first) * self.accum
 
 
-def train_batches(dataset: Dataset, collate: Optional[Callable], *, micro: int, accum: int, world: int,
+def train_batches(dataset: Dataset, collate: Optional[Callable], *, plan: BatchPlan, accum: int, world: int,
                   rank: int, seed: int, start_step: int, num_workers: int) -> Iterator[list]:
     """Yields, per optimizer step from `start_step` on, the list of this process's micro-batches."""
     step = start_step
     while True:
-        sampler = StepBatches(len(dataset), micro, accum, world, rank, seed, step)
+        sampler = StepBatches(plan, accum, world, rank, step)
         # A private generator: creating the loader's iterator must not draw from the global RNG
         # (that would shift dropout and SpecAugment draws between a resumed and a straight run).
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,

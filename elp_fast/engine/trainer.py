@@ -25,7 +25,7 @@ from . import checkpoints as ckpt
 from . import distributed as dist
 from . import state as train_state
 from .config import EngineConfig, EngineConfigError, group_key
-from .data import as_dataset, eval_batches, train_batches
+from .data import BatchPlan, as_dataset, eval_batches, train_batches
 from .records import MetricsLog, Progress, audio_seconds, format_seconds, peak_memory_bytes
 
 log = logging.getLogger("elp_fast.engine")
@@ -96,6 +96,11 @@ class Trainer:
         if config.precision == "fp16" and dist.device().type != "cuda":
             raise EngineConfigError("EngineConfig.precision: got 'fp16' on a machine without CUDA; expected "
                                     "'fp32' or 'bf16' (DeepSpeed supports fp16 on GPUs only)")
+        if config.batch_seconds and not callable(getattr(self.dataset, "durations", None)):
+            raise EngineConfigError(
+                f"EngineConfig.batch_seconds: got {config.batch_seconds}, but train_data "
+                f"({type(self.dataset).__name__}) has no durations() method giving each item's seconds; "
+                "expected 0 (fixed micro_batch_size batches) for such a dataset")
         model.set_activation_checkpointing(config.activation_checkpointing)  # range-checked here
         self.out = Path(config.output_dir)
         self.ckpt_root = self.out / "checkpoints"
@@ -120,14 +125,23 @@ class Trainer:
                         "lr": self.config.lr_of(key), "weight_decay": self.config.weight_decay if decay else 0.0})
         return out
 
-    def _check_sizes(self, world: int) -> None:
+    def _batch_plan(self, world: int) -> BatchPlan:
         cfg = self.config
-        global_batch = cfg.micro_batch_size * cfg.grad_accum_steps * world
-        if len(self.dataset) < global_batch:
+        durations = None
+        if cfg.batch_seconds:
+            durations = list(self.dataset.durations())
+            if len(durations) != len(self.dataset):
+                raise ValueError(f"train_data.durations(): got {len(durations)} values for {len(self.dataset)} items")
+        plan = BatchPlan(len(self.dataset), cfg.micro_batch_size, cfg.seed, durations, cfg.batch_seconds)
+        per_step = cfg.grad_accum_steps * world
+        if len(plan.epoch(0)) < per_step:
+            what = (f"{cfg.batch_seconds} s batches" if cfg.batch_seconds
+                    else f"micro_batch_size {cfg.micro_batch_size}")
             raise EngineConfigError(
-                f"EngineConfig.micro_batch_size: {cfg.micro_batch_size} x grad_accum_steps "
-                f"{cfg.grad_accum_steps} x {world} process(es) = {global_batch} utterances per step, "
-                f"more than the {len(self.dataset)} in train_data; expected at most {len(self.dataset)}")
+                f"EngineConfig.micro_batch_size: {what} x grad_accum_steps {cfg.grad_accum_steps} x {world} "
+                f"process(es) need more than the {len(self.dataset)} utterances in train_data for one step; "
+                "expected smaller batches")
+        return plan
 
     def _register_external_parameters(self) -> None:
         """ZeRO-3 gathers a module's parameters when its forward runs; parameters that the ELP
@@ -154,7 +168,7 @@ class Trainer:
         dist.init()
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = dist.device()
-        self._check_sizes(self.world)
+        self._plan = self._batch_plan(self.world)
         if self.rank == 0:
             self.ckpt_root.mkdir(parents=True, exist_ok=True)
             for p in ckpt.clean_stale(self.ckpt_root):
@@ -209,7 +223,7 @@ class Trainer:
         before = saved.get("engine_config", {})
         now = self.config.to_dict()
         # These change which batch a step sees or its arithmetic: resuming would not continue the run.
-        fixed = ("micro_batch_size", "grad_accum_steps", "seed", "lr", "group_lr", "weight_decay", "betas",
+        fixed = ("micro_batch_size", "batch_seconds", "grad_accum_steps", "seed", "lr", "group_lr", "weight_decay", "betas",
                  "adam_eps", "schedule", "warmup_steps", "min_lr_ratio", "grad_clip", "precision")
         diff = {k: (before.get(k), now[k]) for k in fixed if k in before and before.get(k) != now[k]}
         if saved.get("world_size") != self.world:
@@ -286,8 +300,7 @@ class Trainer:
             "loss_scaler": train_state.loss_scaler_state(self.optimizer),
             "schedule": {"name": cfg.schedule, "factor": cfg.lr_factor(self.step),
                          "base_lrs": {g["name"]: lr for g, lr in zip(self._groups, self._base_lrs)}},
-            "data": {"global_batch": cfg.micro_batch_size * cfg.grad_accum_steps * self.world,
-                     "position": self.step},
+            "data": {"micro_batches_per_step": cfg.grad_accum_steps * self.world, "position": self.step},
             "dataset_size": len(self.dataset),
             "world_size": self.world,
             "zero_stage": cfg.zero_stage,
@@ -318,7 +331,7 @@ class Trainer:
             # SIGTERM (pre-emption) or a first Ctrl-C: finish the step, save, stop cleanly.
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         progress = Progress(cfg.max_steps, self.step, cfg.progress and self.rank == 0, cfg.log_every)
-        batches = train_batches(self.dataset, self.collate, micro=cfg.micro_batch_size, accum=cfg.grad_accum_steps,
+        batches = train_batches(self.dataset, self.collate, plan=self._plan, accum=cfg.grad_accum_steps,
                                 world=self.world, rank=self.rank, seed=cfg.seed, start_step=self.step,
                                 num_workers=cfg.num_workers)
         if restore_rng is not None:
