@@ -47,6 +47,8 @@ def backbone_signature(elp) -> dict:
         sig["vocab_size"] = cfg.vocab_size
     elif elp.head_kind == "sequence_classification":
         sig["num_labels"] = cfg.num_labels
+    if elp.task_head is not None:
+        sig["task_head"] = {"class": type(elp.task_head).__name__, **elp.task_head.describe()}
     return sig
 
 

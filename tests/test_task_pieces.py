@@ -86,10 +86,9 @@ def test_slots_and_multi_slot_head():
         vocab.encode(("bring", "socks", "none"), utterance="u9")
     head = MultiSlotHead(4, vocab.sizes, hidden=8)
     h = torch.randn(3, 5, 4)
-    logits = head(h, torch.ones(3, 5, dtype=torch.long))
-    assert [lg.shape for lg in logits] == [(3, 2), (3, 3), (3, 2)]
     labels = torch.stack([vocab.encode(e) for e in examples])
-    loss = head.loss(logits, labels)
+    logits, loss = head(h, torch.ones(3, 5, dtype=torch.long), labels)
+    assert [lg.shape for lg in logits] == [(3, 2), (3, 3), (3, 2)]
     want = sum(F.cross_entropy(lg, labels[:, s]) for s, lg in enumerate(logits))
     assert loss.item() == pytest.approx(want.item())
     assert head.predict(logits).shape == (3, 3)

@@ -38,7 +38,8 @@ class ELPOutput(ModelOutput):
 
 
 class ELPModel(nn.Module):
-    def __init__(self, model: nn.Module, config: ELPConfig, resolved: Resolved) -> None:
+    def __init__(self, model: nn.Module, config: ELPConfig, resolved: Resolved,
+                 task_head: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.config = config
         self.model = model  # the user's HF model (base or head model), frozen below
@@ -76,6 +77,9 @@ class ELPModel(nn.Module):
         self.output_dim = config.l_dim if self.l_adapters is not None else dim
         # Replaced head input layer, kept (frozen) so disable_adapters() reproduces the original.
         self.original_head_input: Optional[nn.Linear] = heads.adapt_head(model, self.head_kind, self.output_dim)
+        self.task_head = heads.check_task_head(task_head, self.head_kind, self.output_dim, type(model).__name__)
+        if self.task_head is not None:
+            self.task_head.to(**kw)
         self._mark_trainable()
 
     # -- structure -----------------------------------------------------------------------
@@ -111,6 +115,8 @@ class ELPModel(nn.Module):
         if self.config.train_head:
             for _, p in self._head_params():
                 p.requires_grad_(True)
+            if self.task_head is not None:
+                self.task_head.requires_grad_(True)
         for module in (self.e_adapters, self.l_adapters, self.p_adapter):
             if module is not None:
                 module.requires_grad_(True)
@@ -123,7 +129,7 @@ class ELPModel(nn.Module):
     def parameter_group(self, name: str, _backbone: Optional[dict] = None) -> str:
         """The report group a parameter (by its name in this module) belongs to."""
         for prefix, group in (("e_adapters.", "E-adapters"), ("l_adapters.layer_logits", "layer weights"),
-                              ("l_adapters.", "L-adapters"), ("p_adapter.", "P-adapter")):
+                              ("l_adapters.", "L-adapters"), ("p_adapter.", "P-adapter"), ("task_head.", "task head")):
             if name.startswith(prefix):
                 return group
         return (_backbone if _backbone is not None else self._backbone_groups()).get(name, "backbone")
@@ -252,7 +258,10 @@ class ELPModel(nn.Module):
         if attention_mask is not None:
             frame_mask = bb._get_feature_vector_attention_mask(feats.shape[1], attention_mask)
         if labels is not None:
-            heads.check_labels(self.model, self.head_kind, labels, frame_mask, feats.shape[:2])
+            if self.task_head is not None:
+                heads.check_task_labels(self.task_head, labels, feats.shape[0], enabled)
+            else:
+                heads.check_labels(self.model, self.head_kind, labels, frame_mask, feats.shape[:2])
 
         k, enc_mask = 0, frame_mask
         if enabled and self.p_adapter is not None:
@@ -284,6 +293,8 @@ class ELPModel(nn.Module):
         logits = loss = None
         if self.head_kind is not None:
             logits, loss = heads.head_forward(self, H, frame_mask, labels, enabled)
+        elif self.task_head is not None and enabled:  # its input is H: nothing to feed it without adapters
+            logits, loss = self.task_head(H, frame_mask, labels)
         return ELPOutput(loss=loss, logits=logits, last_hidden_state=H, attention_mask=frame_mask,
                          hidden_states=all_states)
 

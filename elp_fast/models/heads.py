@@ -31,6 +31,34 @@ def adapt_head(model: nn.Module, kind: Optional[str], width: int) -> Optional[nn
     return old
 
 
+def check_task_head(head: Optional[nn.Module], kind: Optional[str], width: int, model_name: str) -> Optional[nn.Module]:
+    """A custom task head (elp_fast.tasks: SpeakerHead, MultiSlotHead, or any module with
+    forward(h, frame_mask, labels) -> (output, loss), in_dim and describe()) on a bare encoder."""
+    if head is None:
+        return None
+    if not isinstance(head, nn.Module) or not callable(getattr(head, "describe", None)):
+        raise TypeError(f"wrap(): task_head must be an nn.Module with forward(h, frame_mask, labels) and "
+                        f"describe(), got {type(head).__name__}")
+    if kind is not None:
+        raise ValueError(f"wrap(): task_head given, but {model_name} already has its HF {kind} head; wrap the bare "
+                         "encoder (e.g. WavLMModel) to use a custom head")
+    if getattr(head, "in_dim", None) != width:
+        raise ValueError(f"wrap(): task_head.in_dim is {getattr(head, 'in_dim', None)}; expected {width}, the width "
+                         "of H (l_dim, or the encoder width without L-adapters)")
+    return head
+
+
+def check_task_labels(head: nn.Module, labels: object, batch: int, enabled: bool) -> None:
+    if not enabled:
+        raise ValueError("labels: given inside disable_adapters(), where the custom task head (which reads the "
+                         "L-adapters' output) does not run")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels: got {getattr(labels, 'dtype', type(labels).__name__)}; expected an integer tensor")
+    check = getattr(head, "check_labels", None)
+    if check is not None and checking_values():
+        check(labels, batch)
+
+
 def check_labels(model: nn.Module, kind: Optional[str], labels: object,
                  frame_mask: Optional[torch.Tensor], frames_shape) -> None:
     if kind is None:

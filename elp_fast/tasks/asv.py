@@ -64,6 +64,35 @@ class AAMSoftmax(nn.Module):
         return F.cross_entropy(self.logits(emb, labels), labels)
 
 
+class SpeakerHead(nn.Module):
+    """A task head for wrap(..., task_head=...): speaker embeddings of pooled H, trained with
+    AAM softmax over the training speakers (margin 0: normalised softmax). forward(h,
+    frame_mask, labels) -> (embeddings, loss or None); score trials with cosine_scores."""
+
+    def __init__(self, in_dim: int, num_speakers: int, emb_dim: int = 256, pooling: str = "stats",
+                 margin: float = 0.2, scale: float = 30.0) -> None:
+        super().__init__()
+        self.in_dim, self.config = in_dim, {"in_dim": in_dim, "num_speakers": num_speakers, "emb_dim": emb_dim,
+                                            "pooling": pooling, "margin": margin, "scale": scale}
+        self.embedding = SpeakerEmbedding(in_dim, emb_dim, pooling)
+        self.aam = AAMSoftmax(emb_dim, num_speakers, margin, scale)
+
+    def describe(self) -> dict:
+        return dict(self.config)
+
+    def check_labels(self, labels: torch.Tensor, batch: int) -> None:
+        n = self.config["num_speakers"]
+        if labels.shape != (batch,):
+            raise ValueError(f"labels: got shape {tuple(labels.shape)}; expected ({batch},), one speaker per utterance")
+        if bool(((labels < 0) | (labels >= n)).any()):
+            raise ValueError(f"labels: got speaker ids {labels.tolist()}; expected ids in 0..{n - 1}")
+
+    def forward(self, h: torch.Tensor, frame_mask: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        emb = self.embedding(h, frame_mask)
+        return emb, (self.aam(emb, labels) if labels is not None else None)
+
+
 def cosine_scores(enroll: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of paired embeddings (trials, dim) -> (trials,)."""
     if enroll.shape != test.shape or enroll.dim() != 2:

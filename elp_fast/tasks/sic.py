@@ -44,20 +44,35 @@ class SlotVocab:
 
 
 class MultiSlotHead(nn.Module):
-    """Masked-mean pooled H -> a hidden layer -> one classifier per slot. forward returns the
-    per-slot logits; loss() sums the slots' cross-entropies."""
+    """Masked-mean pooled H -> a hidden layer -> one classifier per slot; the loss sums the
+    slots' cross-entropies. A task head for wrap(..., task_head=...): forward(h, frame_mask,
+    labels) -> (per-slot logits, loss or None)."""
 
     def __init__(self, in_dim: int, slot_sizes: Sequence[int], hidden: int = 256) -> None:
         super().__init__()
         if not slot_sizes or any(n < 1 for n in slot_sizes):
             raise ValueError(f"MultiSlotHead: slot_sizes must be positive class counts, got {list(slot_sizes)}")
+        self.in_dim, self.slot_sizes, self.hidden_dim = in_dim, list(slot_sizes), hidden
         self.hidden = nn.Linear(in_dim, hidden)
         self.slots = nn.ModuleList(nn.Linear(hidden, n) for n in slot_sizes)
 
-    def forward(self, h: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    def describe(self) -> dict:
+        return {"in_dim": self.in_dim, "slot_sizes": self.slot_sizes, "hidden": self.hidden_dim}
+
+    def check_labels(self, labels: torch.Tensor, batch: int) -> None:
+        if labels.shape != (batch, len(self.slots)):
+            raise ValueError(f"labels: got shape {tuple(labels.shape)}; expected ({batch}, {len(self.slots)}), "
+                             "one id per slot")
+        bad = [s for s, n in enumerate(self.slot_sizes) if bool(((labels[:, s] < 0) | (labels[:, s] >= n)).any())]
+        if bad:
+            raise ValueError(f"labels: slot {bad[0]} holds ids outside 0..{self.slot_sizes[bad[0]] - 1}")
+
+    def forward(self, h: torch.Tensor, frame_mask: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
         pooled, _ = masked_mean_std(h, frame_mask)
         z = F.gelu(self.hidden(pooled.to(self.hidden.weight.dtype)))
-        return [head(z) for head in self.slots]
+        logits = [head(z) for head in self.slots]
+        return logits, (self.loss(logits, labels) if labels is not None else None)
 
     @staticmethod
     def loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
