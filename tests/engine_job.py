@@ -20,9 +20,10 @@ import elp_fast  # noqa: E402
 from conftest import tiny_model  # noqa: E402
 from elp_fast.data import ToneDataset  # noqa: E402
 from elp_fast.engine import EngineConfig, Trainer  # noqa: E402
+from elp_fast.tasks.evaluators import ClassificationEvaluator  # noqa: E402
 
 ELP = dict(e_bottleneck=8, l_dim=16, p_len=2)
-TRAIN_SIZE, EVAL_SIZE, SECONDS = 48, 8, 0.25
+TRAIN_SIZE, EVAL_SIZE, SECONDS = 48, 9, 0.25  # 9: two processes get unequal shares
 
 
 def build_model(seed=0, dropout=0.1, spec_augment=0.0, backbone="wavlm-postln", **elp):
@@ -71,7 +72,7 @@ def run(job):
                warmup_steps=2, save_every=3, log_every=1, progress=True, resume="never")
     cfg.update(job)
     trainer = Trainer(model, EngineConfig(**cfg), ToneDataset(TRAIN_SIZE, SECONDS),
-                      ToneDataset(EVAL_SIZE, SECONDS, seed=1))
+                      ToneDataset(EVAL_SIZE, SECONDS, seed=1), evaluator=ClassificationEvaluator(2))
     summary = trainer.train()
     model.eval()
     with torch.no_grad():

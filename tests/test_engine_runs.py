@@ -192,6 +192,12 @@ def test_two_processes_agree_with_one(runs, tmp_path, stage):
     torch.testing.assert_close(torch.tensor(job_record(out)["logits"]), torch.tensor(job_record(runs / "nodrop")["logits"]),
                                rtol=1e-4, atol=1e-7)
     assert sorted(p.name for p in (ckpt_dir(out, 6) / "rng").iterdir()) == ["rank-00000.json", "rank-00001.json"]
+    # Whole-set evaluation (UA / WA of the final model over the 9 eval utterances, split 4 + 4 + a
+    # padding batch between the processes) gathers every process's rows.
+    evals = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if r["type"] == "eval"][-1]
+             for d in (runs / "nodrop", out)]
+    assert evals[0]["UA"] == pytest.approx(evals[1]["UA"]) and evals[0]["WA"] == pytest.approx(evals[1]["WA"])
+    assert 0 <= evals[0]["UA"] <= 1
 
 
 def _wait_for_step(out_dir, proc, step, timeout=300):

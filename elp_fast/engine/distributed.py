@@ -93,3 +93,23 @@ def broadcast_json(obj: Any) -> Any:
         buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
     dist.broadcast(buf, src=0)
     return json.loads(bytes(buf.cpu().tolist()).decode())
+
+
+def gather_rows(rows):
+    """Every process's rows (a numpy array, same trailing shape everywhere) concatenated in rank
+    order, on every process: what whole-set metrics (UA, EER) need from sharded evaluation."""
+    import numpy as np
+    import torch.distributed as dist
+
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return rows
+    dev = device()
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([rows.shape[0]], dtype=torch.int64, device=dev))
+    longest = max(int(n.item()) for n in sizes)
+    padded = torch.zeros((longest, *rows.shape[1:]), dtype=torch.float64, device=dev)
+    padded[:rows.shape[0]] = torch.from_numpy(rows).to(dev)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return np.concatenate([part[:int(n.item())].cpu().numpy() for part, n in zip(parts, sizes)])

@@ -38,11 +38,19 @@ def default_loss(model, batch) -> torch.Tensor:
     if not isinstance(batch, dict):
         raise TypeError(f"Trainer: batches are {type(batch).__name__}; the default loss needs dicts of "
                         "model arguments (input_values, attention_mask, labels), or pass loss_fn")
-    out = model(**batch)
+    out = model(**model_inputs(batch))
     if out.loss is None:
         raise ValueError("Trainer: the model returned no loss; give batches 'labels' and a model with a "
                          "task head, or pass loss_fn(model, batch) -> scalar tensor")
     return out.loss
+
+
+MODEL_KEYS = ("input_values", "attention_mask", "labels")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The model's arguments in a batch (batches may carry more, e.g. utterance indices)."""
+    return {k: batch[k] for k in MODEL_KEYS if k in batch}
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -65,11 +73,14 @@ class Trainer:
     def __init__(self, model, config: EngineConfig | dict, train_data, eval_data=None, *,
                  collate_fn: Optional[Callable] = None,
                  loss_fn: Optional[Callable] = None,
-                 eval_fn: Optional[Callable] = None) -> None:
+                 eval_fn: Optional[Callable] = None, evaluator: Any = None) -> None:
         """model: an ELPModel (elp_fast.wrap). train_data / eval_data: map-style Datasets or
         DataLoaders over one (their collate_fn is kept; batching is the engine's). loss_fn(model,
         batch) -> scalar loss; default: model(**batch).loss. eval_fn(model, batch) -> {name:
-        (sum, count)} extra evaluation metrics, summed over processes."""
+        (sum, count)} extra evaluation metrics, summed over processes. evaluator: whole-set
+        metrics (UA, EER, ...): reset(), update(model, batch, keep) on every evaluation batch
+        (keep is False for a process's padding batch) and result(gather) -> {name: value}, where
+        gather(rows) concatenates every process's numpy rows (elp_fast.tasks.evaluators)."""
         from ..models import ELPModel
 
         if not isinstance(model, ELPModel):
@@ -93,6 +104,10 @@ class Trainer:
         self.eval_collate = collate_fn or eval_collate
         self.loss_fn = loss_fn or default_loss
         self.eval_fn = eval_fn
+        if evaluator is not None and not all(callable(getattr(evaluator, m, None)) for m in ("reset", "update", "result")):
+            raise TypeError(f"Trainer: evaluator must have reset(), update(model, batch, keep) and result(gather), "
+                            f"got {type(evaluator).__name__}")
+        self.evaluator = evaluator
         if config.precision == "fp16" and dist.device().type != "cuda":
             raise EngineConfigError("EngineConfig.precision: got 'fp16' on a machine without CUDA; expected "
                                     "'fp32' or 'bf16' (DeepSpeed supports fp16 on GPUs only)")
@@ -412,6 +427,8 @@ class Trainer:
         was_training = self.engine.training
         self.engine.eval()
         sums: dict[str, list[float]] = {"loss": [0.0, 0.0]}
+        if self.evaluator is not None:
+            self.evaluator.reset()
         try:
             with torch.no_grad():
                 for batch, real in eval_batches(self.eval_dataset, self.eval_collate, micro=cfg.micro_batch_size,
@@ -421,6 +438,8 @@ class Trainer:
                     n = _batch_len(batch)
                     loss = float(self.loss_fn(self.engine, batch))
                     extra = self.eval_fn(self.engine, batch) if self.eval_fn is not None else {}
+                    if self.evaluator is not None:  # on padding batches too: ZeRO-3 needs equal forwards
+                        self.evaluator.update(self.engine, batch, real)
                     if not real:
                         continue
                     sums["loss"][0] += loss * n
@@ -435,6 +454,8 @@ class Trainer:
         keys = sorted(sums)
         flat = dist.all_sum([v for k in keys for v in sums[k]])
         result = {k: flat[2 * i] / flat[2 * i + 1] if flat[2 * i + 1] else float("nan") for i, k in enumerate(keys)}
+        if self.evaluator is not None:
+            result.update(self.evaluator.result(dist.gather_rows))
         self.metrics.write({"type": "eval", "step": self.step, **result})
         return result
 
