@@ -96,11 +96,12 @@ class VerificationEvaluator(_Rows):
 
     def update(self, model, batch: dict, keep: bool) -> None:
         emb = torch.nn.functional.normalize(_forward(model, batch).logits.float(), dim=-1)
+        self.width = 1 + emb.shape[1]  # known on every process, even one with only padding batches
         if keep:
             self.rows.append(np.concatenate([batch["index"].cpu().numpy()[:, None], emb.cpu().numpy()], axis=1))
 
     def result(self, gather: Callable) -> dict:
-        rows = gather(np.concatenate(self.rows))
+        rows = self._stack(gather, self.width)
         table = {int(i): r for i, r in zip(rows[:, 0], rows[:, 1:])}
         missing = sorted({int(i) for i in self.trials[:, 1:].ravel()} - set(table))
         if missing:
