@@ -14,6 +14,8 @@ from typing import Any, Union
 
 LayerSpec = Union[str, list]
 
+# Every supported self-supervised encoder is trained on 16 kHz audio.
+SAMPLING_RATE = 16_000
 LAYER_KEYWORDS = ("all", "all_but_last", "none")
 ACTIVATIONS = ("gelu", "relu")
 P_MODES = ("static", "conditioned")

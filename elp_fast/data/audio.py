@@ -11,7 +11,8 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
-SAMPLING_RATE = 16_000
+from ..config import SAMPLING_RATE
+
 
 
 class AudioError(ValueError):

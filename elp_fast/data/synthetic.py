@@ -6,7 +6,8 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-SAMPLING_RATE = 16_000
+from ..config import SAMPLING_RATE
+
 
 
 class ToneDataset(Dataset):

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 
 from ..checkpoint import _write_atomic
+from ..config import SAMPLING_RATE
 
-SAMPLING_RATE = 16_000
 
 
 def audio_seconds(batch: dict) -> float:

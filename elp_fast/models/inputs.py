@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-SAMPLING_RATE = 16_000  # every supported self-supervised encoder is trained on 16 kHz audio
+from ..config import SAMPLING_RATE
+
 # Normalised audio is within [-1, 1], or has unit variance when the HF feature extractor
 # normalises it; values this large mean raw integer PCM cast to float.
 MAX_ABS_AMPLITUDE = 100.0

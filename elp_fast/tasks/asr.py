@@ -6,6 +6,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..config import SAMPLING_RATE
+
 BLANK, WORD_SEP = "<blank>", "|"
 # LibriSpeech transcripts: upper-case letters, apostrophes and spaces (spaces become "|").
 LIBRISPEECH_CHARS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
@@ -80,5 +82,5 @@ def check_ctc_target(target: torch.Tensor, samples: int, conv_kernel, conv_strid
     need = target.numel() + repeats
     if need > frames:
         raise ValueError(f"{utterance}: the transcript needs {need} frames ({target.numel()} tokens, {repeats} "
-                         f"repeated), but its {samples / 16000:.2f} s of audio give {frames}; expected a "
+                         f"repeated), but its {samples / SAMPLING_RATE:.2f} s of audio give {frames}; expected a "
                          "shorter transcript or longer audio")
