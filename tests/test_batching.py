@@ -4,7 +4,7 @@ import torch
 
 from elp_fast.data import ToneDataset
 from elp_fast.data.batching import pack_by_length
-from elp_fast.engine.data import BatchPlan, StepBatches
+from elp_fast.engine.data import BatchPlan, StepBatches, locate
 
 
 def test_pack_by_length_respects_the_budget_and_covers_everything():
@@ -27,10 +27,11 @@ def test_fixed_plan_steps_and_resume_position():
     plan = BatchPlan(size=10, micro=2, seed=3)
     assert len(plan.epoch(0)) == 5 and all(len(b) == 2 for b in plan.epoch(0))
     # 2 processes x 1 accumulation: 2 steps per epoch (the fifth micro-batch is left over)
-    seen = [list(StepBatches(plan, accum=1, world=2, rank=r, start=0)) for r in (0, 1)]
+    seen = [list(StepBatches(plan, accum=1, world=2, rank=r, epoch=0, first=0)) for r in (0, 1)]
     assert seen[0] == [plan.epoch(0)[0], plan.epoch(0)[2]] and seen[1] == [plan.epoch(0)[1], plan.epoch(0)[3]]
-    later = StepBatches(plan, accum=1, world=2, rank=0, start=5)  # epoch 2, its second step
-    assert (later.epoch, later.first) == (2, 1) and list(later) == [plan.epoch(2)[2]]
+    assert locate(plan, per_step=2, step=5) == (2, 1)  # epoch 2, its second step
+    later = StepBatches(plan, accum=1, world=2, rank=0, epoch=2, first=1)
+    assert list(later) == [plan.epoch(2)[2]]
 
 
 def test_budget_plan_from_durations():
@@ -41,4 +42,4 @@ def test_budget_plan_from_durations():
     assert all(len(b) * max(data.durations()[i] for i in b) <= 4.0 for b in batches)
     assert plan.epoch(0) is batches and plan.epoch(1) != batches
     with pytest.raises(ValueError, match="fewer than the 64 one optimizer step needs"):
-        StepBatches(plan, accum=8, world=8, rank=0, start=0)
+        StepBatches(plan, accum=8, world=8, rank=0, epoch=0, first=0)

@@ -52,24 +52,33 @@ class BatchPlan:
         return self._cache[e]
 
 
-class StepBatches(torch.utils.data.Sampler):
-    """Index lists of one process's micro-batches, from optimizer step `start` to the end of
-    the epoch that contains it. A step takes accum x world consecutive micro-batches of the
-    epoch's plan; micro-step j of process r takes number j * world + r of them."""
+def locate(plan: BatchPlan, per_step: int, step: int) -> tuple[int, int]:
+    """(epoch, step within it) of optimizer step `step`; epochs' step counts come from their
+    plans (they differ when batches are packed by length). Done once, when a run starts."""
+    epoch = 0
+    while True:
+        steps = steps_in_epoch(plan, per_step, epoch)
+        if step < steps:
+            return epoch, step
+        epoch, step = epoch + 1, step - steps
 
-    def __init__(self, plan: BatchPlan, accum: int, world: int, rank: int, start: int) -> None:
-        self.plan, self.accum, self.world, self.rank = plan, accum, world, rank
+
+def steps_in_epoch(plan: BatchPlan, per_step: int, epoch: int) -> int:
+    n = len(plan.epoch(epoch))
+    if n < per_step:
+        raise ValueError(f"epoch {epoch} has {n} micro-batches, fewer than the {per_step} one optimizer step needs")
+    return n // per_step
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Index lists of one process's micro-batches, from step `first` of `epoch` to its end. A
+    step takes accum x world consecutive micro-batches of the epoch's plan; micro-step j of
+    process r takes number j * world + r of them."""
+
+    def __init__(self, plan: BatchPlan, accum: int, world: int, rank: int, epoch: int, first: int) -> None:
+        self.plan, self.accum, self.world, self.rank, self.epoch, self.first = plan, accum, world, rank, epoch, first
         self.per_step = accum * world
-        epoch, first = 0, start
-        while True:  # the step count of an epoch depends on its plan when batches are packed
-            steps = len(plan.epoch(epoch)) // self.per_step
-            if steps == 0:
-                raise ValueError(f"epoch {epoch} has {len(plan.epoch(epoch))} micro-batches, fewer than the "
-                                 f"{self.per_step} one optimizer step needs")
-            if first < steps:
-                break
-            epoch, first = epoch + 1, first - steps
-        self.epoch, self.first, self.steps_per_epoch = epoch, first, steps
+        self.steps_per_epoch = steps_in_epoch(plan, self.per_step, epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self.plan.epoch(self.epoch)
@@ -84,20 +93,20 @@ class StepBatches(torch.utils.data.Sampler):
 def train_batches(dataset: Dataset, collate: Optional[Callable], *, plan: BatchPlan, accum: int, world: int,
                   rank: int, seed: int, start_step: int, num_workers: int) -> Iterator[list]:
     """Yields, per optimizer step from `start_step` on, the list of this process's micro-batches."""
-    step = start_step
+    epoch, first = locate(plan, accum * world, start_step)
     while True:
-        sampler = StepBatches(plan, accum, world, rank, step)
+        sampler = StepBatches(plan, accum, world, rank, epoch, first)
         # A private generator: creating the loader's iterator must not draw from the global RNG
         # (that would shift dropout and SpecAugment draws between a resumed and a straight run).
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                            generator=torch.Generator().manual_seed(seed + sampler.epoch))
+                            generator=torch.Generator().manual_seed(seed + epoch))
         group = []
         for batch in loader:
             group.append(batch)
             if len(group) == accum:
                 yield group
                 group = []
-                step += 1
+        epoch, first = epoch + 1, 0
 
 
 def eval_batches(dataset: Dataset, collate: Optional[Callable], *, micro: int, world: int,

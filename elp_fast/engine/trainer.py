@@ -122,6 +122,7 @@ class Trainer:
         self.engine = None
         self.step = 0
         self._stop_signal = False
+        self._rng: Optional[dict] = None  # RNG states to restore when a resumed run starts
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -265,7 +266,6 @@ class Trainer:
         if rng.is_file():
             self._rng = json.loads(rng.read_text())
         else:
-            self._rng = None
             log.warning("%s has no RNG state for rank %d: random draws will differ from the original run",
                         directory, self.rank)
 
@@ -340,7 +340,7 @@ class Trainer:
         """Train to max_steps (or until SIGTERM); returns the run summary (also summary.json)."""
         self._setup()
         cfg = self.config
-        restore_rng = getattr(self, "_rng", None)
+        restore_rng = self._rng
         previous = {}
         if threading.current_thread() is threading.main_thread():
             # SIGTERM (pre-emption) or a first Ctrl-C: finish the step, save, stop cleanly.
@@ -390,7 +390,6 @@ class Trainer:
                 if self.eval_dataset is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
                     last_eval = self.evaluate()
                     progress.message(f"eval @ step {self.step}: " + _fmt(last_eval))
-                    self.engine.train()
                 final = self.step == cfg.max_steps
                 if stop or final or (cfg.save_every and self.step % cfg.save_every == 0):
                     path = self.save_checkpoint()
