@@ -3,6 +3,11 @@
 Defaults follow DESIGN.md 2.1-2.5: E-adapters (r = 256) in every layer but the top one,
 L-adapters (m = 512) on every layer output, 8 static pseudo frames, GELU, trainable encoder
 layer norms, adapter weights drawn from N(0, 1e-3^2).
+
+Three fields exist for the baselines a user compares against (elp_fast.tasks.methods):
+`a_layers` puts the same bottleneck after the attention block too (conventional adapters),
+`l_mode="identity"` turns the L-adapters into the plain weighted sum of hidden states, and
+`train_encoder` trains the whole encoder (full fine-tuning; the CNN feature encoder stays frozen).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ SAMPLING_RATE = 16_000
 LAYER_KEYWORDS = ("all", "all_but_last", "none")
 ACTIVATIONS = ("gelu", "relu")
 P_MODES = ("static", "conditioned")
+L_MODES = ("adapter", "identity")
 
 
 class ELPConfigError(ValueError):
@@ -88,8 +94,10 @@ def resolve_layers(name: str, spec: LayerSpec, num_layers: int) -> list[int]:
 class ELPConfig:
     e_bottleneck: int = 256
     e_layers: LayerSpec = "all_but_last"
+    a_layers: LayerSpec = "none"     # bottlenecks after the attention block (conventional adapters)
     l_dim: int = 512
     l_layers: LayerSpec = "all"
+    l_mode: str = "adapter"          # "identity": weighted sum of the hidden states themselves
     p_len: int = 8
     p_mode: str = "static"
     p_bottleneck: int = 64
@@ -98,6 +106,7 @@ class ELPConfig:
     l_activation: str | None = None
     train_layer_norms: bool = True
     train_head: bool = True
+    train_encoder: bool = False      # full fine-tuning: every encoder parameter but the CNN trains
     init_std: float = 1e-3
     p_init_std: float = 1.0
     eps: float = 1e-5
@@ -105,8 +114,10 @@ class ELPConfig:
     def __post_init__(self) -> None:
         _check_int("e_bottleneck", self.e_bottleneck, 1)
         _check_layers("e_layers", self.e_layers)
+        _check_layers("a_layers", self.a_layers)
         _check_int("l_dim", self.l_dim, 1)
         _check_layers("l_layers", self.l_layers)
+        _check_choice("l_mode", self.l_mode, L_MODES)
         _check_int("p_len", self.p_len, 0)
         _check_choice("p_mode", self.p_mode, P_MODES)
         _check_int("p_bottleneck", self.p_bottleneck, 1)
@@ -115,11 +126,12 @@ class ELPConfig:
         _check_choice("l_activation", self.l_activation, ACTIVATIONS, optional=True)
         _check_bool("train_layer_norms", self.train_layer_norms)
         _check_bool("train_head", self.train_head)
+        _check_bool("train_encoder", self.train_encoder)
         _check_float("init_std", self.init_std, positive=False)
         _check_float("p_init_std", self.p_init_std, positive=False)
         _check_float("eps", self.eps, positive=True)
         # Lists are normalised to sorted lists so equal configs compare equal and JSON round-trips.
-        for name in ("e_layers", "l_layers"):
+        for name in ("e_layers", "a_layers", "l_layers"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 object.__setattr__(self, name, sorted(value))

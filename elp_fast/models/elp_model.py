@@ -16,12 +16,12 @@ from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
 from ..config import ELPConfig, ELPConfigError, resolve_layers
-from ..modules import EAdapter, LAdapterBank, PAdapter
+from ..modules import EAdapter, LAdapterBank, LayerSum, PAdapter
 from . import heads
 from .inputs import check_input_values, check_attention_mask
 from .registry import Resolved
 
-GROUPS = ("E-adapters", "L-adapters", "layer weights", "P-adapter", "encoder layer norms", "task head")
+GROUPS = ("E-adapters", "L-adapters", "layer weights", "P-adapter", "encoder layer norms", "encoder", "task head")
 
 
 @dataclass
@@ -53,28 +53,34 @@ class ELPModel(nn.Module):
         hf = self.backbone.config
         num_layers, dim, feat_dim = hf.num_hidden_layers, hf.hidden_size, hf.conv_dim[-1]
         self.e_layer_ids = resolve_layers("e_layers", config.e_layers, num_layers)
+        self.a_layer_ids = resolve_layers("a_layers", config.a_layers, num_layers)
         self.l_layer_ids = resolve_layers("l_layers", config.l_layers, num_layers)
-        if self.l_layer_ids and self.e_layer_ids and max(self.e_layer_ids) > max(self.l_layer_ids):
-            raise ELPConfigError(
-                f"ELPConfig.e_layers: got {config.e_layers!r}, which puts an E-adapter in layer "
-                f"{max(self.e_layer_ids)} above the highest L-adapter tap {max(self.l_layer_ids)} "
-                "(l_layers); it would never receive a gradient. Expected e_layers within the tapped range")
+        for name, ids in (("e_layers", self.e_layer_ids), ("a_layers", self.a_layer_ids)):
+            if self.l_layer_ids and ids and max(ids) > max(self.l_layer_ids):
+                raise ELPConfigError(
+                    f"ELPConfig.{name}: got {getattr(config, name)!r}, which puts an {'E' if name[0] == 'e' else 'attention'}-adapter in layer "
+                    f"{max(ids)} above the highest L-adapter tap {max(self.l_layer_ids)} (l_layers); it "
+                    f"would never receive a gradient. Expected {name} within the tapped range")
 
         ref = next(model.parameters())
         kw = dict(device=ref.device, dtype=ref.dtype)
-        self.e_adapters = nn.ModuleDict({
-            str(i): EAdapter(dim, config.e_bottleneck, activation=config.e_act, eps=config.eps,
-                             init_std=config.init_std, **kw)
-            for i in self.e_layer_ids})
-        self.l_adapters = (LAdapterBank(len(self.l_layer_ids), dim, config.l_dim,
-                                        activation=config.l_act, eps=config.eps,
-                                        init_std=config.init_std, **kw)
-                           if self.l_layer_ids else None)
+        def bottlenecks(ids: list) -> nn.ModuleDict:
+            return nn.ModuleDict({str(i): EAdapter(dim, config.e_bottleneck, activation=config.e_act, eps=config.eps,
+                                                   init_std=config.init_std, **kw) for i in ids})
+
+        self.e_adapters = bottlenecks(self.e_layer_ids)
+        self.a_adapters = bottlenecks(self.a_layer_ids)  # after attention: the conventional-adapter baseline
+        self.l_adapters: Optional[nn.Module] = None
+        if self.l_layer_ids and config.l_mode == "identity":
+            self.l_adapters = LayerSum(len(self.l_layer_ids), **kw)
+        elif self.l_layer_ids:
+            self.l_adapters = LAdapterBank(len(self.l_layer_ids), dim, config.l_dim, activation=config.l_act,
+                                           eps=config.eps, init_std=config.init_std, **kw)
         self.p_adapter = (PAdapter(config.p_len, feat_dim, mode=config.p_mode,
                                    bottleneck=config.p_bottleneck, activation=config.activation,
                                    init_std=config.init_std, frame_init_std=config.p_init_std, **kw)
                           if config.p_len > 0 else None)
-        self.output_dim = config.l_dim if self.l_adapters is not None else dim
+        self.output_dim = config.l_dim if isinstance(self.l_adapters, LAdapterBank) else dim
         # Replaced head input layer, kept (frozen) so disable_adapters() reproduces the original.
         self.original_head_input: Optional[nn.Linear] = heads.adapt_head(model, self.head_kind, self.output_dim)
         self.task_head = heads.check_task_head(task_head, self.head_kind, self.output_dim, type(model).__name__)
@@ -109,6 +115,9 @@ class ELPModel(nn.Module):
             p.requires_grad_(False)
         if self.original_head_input is not None:
             self.original_head_input.requires_grad_(False)
+        if self.config.train_encoder:
+            for _, p in self._encoder_params():
+                p.requires_grad_(True)
         if self.config.train_layer_norms:
             for _, p in self._layer_norm_params():
                 p.requires_grad_(True)
@@ -117,18 +126,28 @@ class ELPModel(nn.Module):
                 p.requires_grad_(True)
             if self.task_head is not None:
                 self.task_head.requires_grad_(True)
-        for module in (self.e_adapters, self.l_adapters, self.p_adapter):
+        for module in (self.e_adapters, self.a_adapters, self.l_adapters, self.p_adapter):
             if module is not None:
                 module.requires_grad_(True)
 
+    def _encoder_params(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """What full fine-tuning trains: the encoder layers (the predecessor's 85.1 M for WavLM
+        Base+); the CNN, feature projection and positional convolution stay frozen."""
+        prefix = f"model.{self._base_name}." if self._base_name else "model."
+        for name, p in self.backbone.encoder.layers.named_parameters():
+            yield f"{prefix}encoder.layers.{name}", p
+
     def _backbone_groups(self) -> dict:
-        groups = {n: "encoder layer norms" for n, _ in self._layer_norm_params()}
+        groups = {n: "encoder" for n, _ in self._encoder_params()} if self.config.train_encoder else {}
+        groups.update({n: "encoder layer norms" for n, _ in self._layer_norm_params()})
         groups.update({n: "task head" for n, _ in self._head_params()})
         return groups
 
     def parameter_group(self, name: str, _backbone: Optional[dict] = None) -> str:
-        """The report group a parameter (by its name in this module) belongs to."""
-        for prefix, group in (("e_adapters.", "E-adapters"), ("l_adapters.layer_logits", "layer weights"),
+        """The report group a parameter (by its name in this module) belongs to (attention
+        adapters count as E-adapters: the same bottleneck, and the same learning rate)."""
+        for prefix, group in (("e_adapters.", "E-adapters"), ("a_adapters.", "E-adapters"),
+                              ("l_adapters.layer_logits", "layer weights"),
                               ("l_adapters.", "L-adapters"), ("p_adapter.", "P-adapter"), ("task_head.", "task head")):
             if name.startswith(prefix):
                 return group
@@ -220,9 +239,9 @@ class ELPModel(nn.Module):
         if enabled and self.p_adapter is not None and any(p.requires_grad for p in self.p_adapter.parameters()):
             return -1
         for i, layer in enumerate(self.backbone.encoder.layers):
-            adapter = self.e_adapters[str(i)] if enabled and str(i) in self.e_adapters else None
-            if any(p.requires_grad for p in layer.parameters()) or (
-                    adapter is not None and any(p.requires_grad for p in adapter.parameters())):
+            adapters = [a[str(i)] for a in (self.e_adapters, self.a_adapters) if enabled and str(i) in a]
+            if any(p.requires_grad for p in layer.parameters()) or any(
+                    p.requires_grad for a in adapters for p in a.parameters()):
                 return i
         return self.num_layers
 
@@ -333,10 +352,14 @@ class ELPModel(nn.Module):
 
     def _layer(self, i: int, layer: nn.Module, hidden: torch.Tensor, attn_mask, carry, enabled: bool):
         adapter = self.e_adapters[str(i)] if enabled and str(i) in self.e_adapters else None
+        a_adapter = self.a_adapters[str(i)] if enabled and str(i) in self.a_adapters else None
         residual = hidden
         h = layer.layer_norm(hidden) if self.stable_layer_norm else hidden
         h, carry = self.family.attention(layer, h, attn_mask, carry, i)
-        h = residual + layer.dropout(h)
+        if a_adapter is not None:  # conventional adapters: the bottleneck on the attention output too
+            h = a_adapter(layer.dropout(h), residual=residual)
+        else:
+            h = residual + layer.dropout(h)
         if self.stable_layer_norm:  # out = A + E(FFN(LN_final(A)))
             ff = layer.feed_forward(layer.final_layer_norm(h))
             out = adapter(ff, residual=h) if adapter is not None else h + ff

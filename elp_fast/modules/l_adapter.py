@@ -50,3 +50,29 @@ class LAdapterBank(nn.Module):
     def extra_repr(self) -> str:
         L, m, d = self.proj_w.shape
         return f"layers={L}, dim={d}, out_dim={m}, activation={self.activation}"
+
+
+class LayerSum(nn.Module):
+    """The weighted sum of hidden states (s3prl / SUPERB "featurizer"), the baseline in which
+    the L-adapters are identities: H = sum_l softmax(w)_l * X^l; only w trains."""
+
+    def __init__(self, num_layers: int, *, device=None, dtype=None) -> None:
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.empty(num_layers, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.layer_logits, 1.0 / self.layer_logits.numel())
+
+    @property
+    def num_layers(self) -> int:
+        return self.layer_logits.numel()
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.softmax(self.layer_logits.detach().float(), dim=0)
+
+    def forward(self, hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
+        return ops.weighted_layer_sum(hidden_states, self.layer_logits)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.num_layers}"
