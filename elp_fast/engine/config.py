@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("linear", "cosine", "constant")
+SCHEDULES = ("linear", "cosine", "constant", "piecewise")
 # Parameter groups, each with its own learning rate (the paper tunes them separately).
-GROUPS = ("e_adapters", "l_adapters", "layer_weights", "p_adapter", "layer_norms", "head")
+GROUPS = ("e_adapters", "l_adapters", "layer_weights", "p_adapter", "layer_norms", "encoder", "head")
 # ELPModel.parameter_group() report names -> engine group keys.
 GROUP_OF_REPORT = {"E-adapters": "e_adapters", "L-adapters": "l_adapters", "layer weights": "layer_weights",
-                   "P-adapter": "p_adapter", "encoder layer norms": "layer_norms", "task head": "head"}
+                   "P-adapter": "p_adapter", "encoder layer norms": "layer_norms", "encoder": "encoder",
+                   "task head": "head"}
 RESUME = ("auto", "never")
 
 
@@ -54,7 +55,8 @@ class EngineConfig:
     weight_decay: float = 0.0               # applied to weight matrices only
     betas: tuple = (0.9, 0.98)
     adam_eps: float = 1e-8
-    schedule: str = "linear"                # decay after warm-up: linear | cosine | constant
+    schedule: str = "linear"                # decay after warm-up: linear | cosine | constant | piecewise
+    lr_points: list = field(default_factory=list)  # piecewise: [[step, factor], ...], factor from step on
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0               # the decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0                  # max global gradient norm; 0 turns clipping off
@@ -117,6 +119,16 @@ class EngineConfig:
             _fail("adam_eps", self.adam_eps, "a finite number > 0")
         if self.schedule not in SCHEDULES:
             _fail("schedule", self.schedule, " or ".join(map(repr, SCHEDULES)))
+        if self.schedule == "piecewise" or self.lr_points:
+            pts = self.lr_points
+            ok = (self.schedule == "piecewise" and isinstance(pts, (list, tuple)) and len(pts) > 0
+                  and all(isinstance(q, (list, tuple)) and len(q) == 2 and _is_int(q[0]) and q[0] >= 0
+                          and _is_num(q[1]) and q[1] >= 0 for q in pts)
+                  and pts[0][0] == 0 and all(a[0] < b[0] for a, b in zip(pts, pts[1:])))
+            if not ok:
+                _fail("lr_points", pts, "with schedule 'piecewise' (and only then), a non-empty list of "
+                      "[step, factor] pairs, steps increasing from 0, factors >= 0")
+            object.__setattr__(self, "lr_points", [[int(a), float(b)] for a, b in pts])
         if self.warmup_steps > self.max_steps:
             _fail("warmup_steps", self.warmup_steps, f"at most max_steps ({self.max_steps})")
         if not _is_num(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
@@ -152,6 +164,8 @@ class EngineConfig:
             return (step + 1) / self.warmup_steps
         if self.schedule == "constant":
             return 1.0
+        if self.schedule == "piecewise":  # e.g. the predecessor's per-epoch multipliers
+            return next(f for s, f in reversed(self.lr_points) if s <= step)
         span = max(1, self.max_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         lo = self.min_lr_ratio
