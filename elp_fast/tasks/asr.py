@@ -1,10 +1,12 @@
-"""ASR pieces: the character vocabulary of a CTC head, target encoding, greedy decoding, and the
-frame count of an utterance (a CTC target longer than it cannot be aligned)."""
+"""ASR pieces: the character vocabulary of a CTC head, target encoding, greedy decoding, the
+frame count of an utterance (a CTC target longer than it cannot be aligned) and the CTC head."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..config import SAMPLING_RATE
 
@@ -84,3 +86,50 @@ def check_ctc_target(target: torch.Tensor, samples: int, conv_kernel, conv_strid
         raise ValueError(f"{utterance}: the transcript needs {need} frames ({target.numel()} tokens, {repeats} "
                          f"repeated), but its {samples / SAMPLING_RATE:.2f} s of audio give {frames}; expected a "
                          "shorter transcript or longer audio")
+
+
+class CTCHead(nn.Module):
+    """A task head for wrap(..., task_head=...): dropout and a linear layer from H to the
+    characters, trained with CTC (blank = 0) computed in fp32 whatever the model's precision
+    (DESIGN.md 5). forward(h, frame_mask, labels) -> (logits, loss or None); labels (batch,
+    max_target) padded with -100."""
+
+    def __init__(self, in_dim: int, vocab_size: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"CTCHead: vocab_size must be >= 2 (blank + one token), got {vocab_size}")
+        self.in_dim, self.vocab_size, self.p = in_dim, vocab_size, dropout
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(in_dim, vocab_size)
+
+    def describe(self) -> dict:
+        return {"in_dim": self.in_dim, "vocab_size": self.vocab_size, "dropout": self.p}
+
+    def check_labels(self, labels: torch.Tensor, batch: int) -> None:
+        if labels.dim() != 2 or labels.shape[0] != batch:
+            raise ValueError(f"labels: got shape {tuple(labels.shape)}; expected ({batch}, max_target_length) "
+                             "padded with -100")
+        bad = (labels != -100) & ((labels < 1) | (labels >= self.vocab_size))
+        if bool(bad.any()):
+            raise ValueError(f"labels: got token ids {labels[bad].unique().tolist()}; expected ids in "
+                             f"1..{self.vocab_size - 1} (0 is the blank) or -100 for padding")
+
+    def forward(self, h: torch.Tensor, frame_mask: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None):
+        logits = self.proj(self.dropout(h))
+        if labels is None:
+            return logits, None
+        batch, frames = logits.shape[:2]
+        lengths = (frame_mask.sum(-1) if frame_mask is not None
+                   else torch.full((batch,), frames, dtype=torch.long, device=logits.device))
+        keep = labels >= 0
+        targets = keep.sum(-1)
+        if bool((targets > lengths).any()):
+            i = int((targets > lengths).nonzero()[0])
+            raise ValueError(f"labels: utterance {i} of the batch has {int(targets[i])} target tokens but "
+                             f"{int(lengths[i])} frames; expected target length <= frames")
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+        with torch.backends.cudnn.flags(enabled=False):
+            loss = F.ctc_loss(log_probs, labels.masked_select(keep), lengths, targets, blank=0,
+                              reduction="mean", zero_infinity=True)
+        return logits, loss

@@ -4,13 +4,14 @@ metric the field reports. update() runs on every evaluation batch, padding ones 
 (keep=False), so each process runs as many forwards (ZeRO-3 needs that)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from . import metrics
 from .asr import CharVocab
+from .asv import as_norm
 
 
 def _forward(model, batch: dict):
@@ -87,11 +88,13 @@ class CTCEvaluator(_Rows):
 class VerificationEvaluator(_Rows):
     """ASV: embeds every utterance of the evaluation set (batches carry their dataset "index"),
     scores the trials by cosine similarity, and reports EER and minDCF (in %, as VoxCeleb results
-    are quoted, and the raw minDCF)."""
+    are quoted, and the raw minDCF). With cohort_start, items from that index on are a cohort of
+    training speakers, and the scores are AS-normalised against it (the raw EER is kept too)."""
 
-    def __init__(self, trials: Sequence[tuple[int, int, int]], p_target: float = 0.05) -> None:
+    def __init__(self, trials: Sequence[tuple[int, int, int]], p_target: float = 0.05,
+                 cohort_start: Optional[int] = None, top_k: int = 300) -> None:
         self.trials = np.asarray(trials, dtype=np.int64)  # (label, index a, index b)
-        self.p_target = p_target
+        self.p_target, self.cohort_start, self.top_k = p_target, cohort_start, top_k
         self.reset()
 
     def update(self, model, batch: dict, keep: bool) -> None:
@@ -106,7 +109,17 @@ class VerificationEvaluator(_Rows):
         missing = sorted({int(i) for i in self.trials[:, 1:].ravel()} - set(table))
         if missing:
             raise ValueError(f"VerificationEvaluator: trial utterances {missing[:5]} were not in the evaluation set")
-        scores = np.array([table[a] @ table[b] for _, a, b in self.trials])
+        a = np.stack([table[i] for i in self.trials[:, 1]])
+        b = np.stack([table[i] for i in self.trials[:, 2]])
+        scores = (a * b).sum(axis=1)
         labels = self.trials[:, 0]
-        return {"EER%": 100 * metrics.eer(scores, labels),
-                "minDCF": metrics.min_dcf(scores, labels, p_target=self.p_target)}
+        out = {}
+        if self.cohort_start is not None:
+            cohort = np.stack([r for i, r in table.items() if i >= self.cohort_start])
+            normed = as_norm(torch.from_numpy(scores), torch.from_numpy(a), torch.from_numpy(b),
+                             torch.from_numpy(cohort), self.top_k).numpy()
+            out["EER%_raw"] = 100 * metrics.eer(scores, labels)
+            scores = normed
+        out["EER%"] = 100 * metrics.eer(scores, labels)
+        out["minDCF"] = metrics.min_dcf(scores, labels, p_target=self.p_target)
+        return out
