@@ -76,3 +76,23 @@ def test_verification_eer_on_known_embeddings():
     assert got == {"EER%": 0.0, "minDCF": 0.0}
     with pytest.raises(ValueError, match=r"trial utterances \[7\] were not in the evaluation set"):
         run(VerificationEvaluator([(1, 0, 7)]), out[:1], batches[:1])
+
+
+def test_verification_with_as_norm_against_a_cohort():
+    from elp_fast.tasks import metrics
+    from elp_fast.tasks.asv import as_norm
+
+    torch.manual_seed(0)
+    emb = F.normalize(torch.randn(10, 4), dim=-1)  # 0-5: trial utterances, 6-9: the cohort
+    trials = [(1, 0, 1), (0, 0, 2), (1, 3, 4), (0, 1, 5), (0, 2, 3), (1, 4, 5)]
+    out = [SimpleNamespace(logits=emb[:5]), SimpleNamespace(logits=emb[5:])]
+    batches = [{"input_values": torch.zeros(5, 10), "index": torch.arange(5)},
+               {"input_values": torch.zeros(5, 10), "index": torch.arange(5, 10)}]
+    got = run(VerificationEvaluator(trials, cohort_start=6, top_k=3), out, batches)
+    a, b = emb[[t[1] for t in trials]], emb[[t[2] for t in trials]]
+    raw = (a * b).sum(-1)
+    labels = [t[0] for t in trials]
+    normed = as_norm(raw, a, b, emb[6:], top_k=3)
+    assert got["EER%_raw"] == pytest.approx(100 * metrics.eer(raw.numpy(), labels))
+    assert got["EER%"] == pytest.approx(100 * metrics.eer(normed.numpy(), labels))
+    assert got["minDCF"] == pytest.approx(metrics.min_dcf(normed.numpy(), labels))

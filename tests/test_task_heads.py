@@ -77,3 +77,46 @@ def test_bad_slot_labels(labels, message):
     x, mask = audio_batch()
     with pytest.raises((ValueError, TypeError), match=message):
         elp(x, attention_mask=mask, labels=labels)
+
+
+def test_ctc_head_loss_is_fp32_ctc_over_real_frames():
+    import torch.nn.functional as F
+
+    from elp_fast.tasks.asr import CTCHead
+
+    torch.manual_seed(0)
+    head = CTCHead(16, 6, dropout=0.0).to(torch.bfloat16)
+    h = torch.randn(2, 7, 16, dtype=torch.bfloat16)
+    mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2], dtype=torch.bool)
+    labels = torch.tensor([[1, 2, 3], [4, 4, -100]])
+    logits, loss = head(h, mask, labels)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    want = F.ctc_loss(F.log_softmax(logits.float(), -1).transpose(0, 1), torch.tensor([1, 2, 3, 4, 4]),
+                      torch.tensor([7, 5]), torch.tensor([3, 2]), blank=0, zero_infinity=True)
+    torch.testing.assert_close(loss, want)
+    # frames past the mask do not count: changing them changes nothing
+    h2 = h.clone()
+    h2[1, 5:] = 9.0
+    torch.testing.assert_close(head(h2, mask, labels)[1], loss)
+    with pytest.raises(ValueError, match=r"utterance 1 of the batch has 4 target tokens but 3 frames"):
+        head(h[:, :3], None, torch.tensor([[1, -100, -100, -100], [1, 2, 3, 4]]))
+    with pytest.raises(ValueError, match=r"token ids \[0\]; expected ids in 1..5"):
+        head.check_labels(torch.tensor([[0, 1]]), 1)
+
+
+def test_classifier_head_pools_real_frames_only():
+    from elp_fast.tasks.ser import ClassifierHead
+
+    torch.manual_seed(0)
+    head = ClassifierHead(16, 4, proj_dim=8)
+    h = torch.randn(2, 6, 16)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2], dtype=torch.bool)
+    logits, loss = head(h, mask, torch.tensor([0, 3]))
+    h2 = h.clone()
+    h2[1, 4:] = 100.0
+    torch.testing.assert_close(head(h2, mask)[0], logits)
+    want = head.classifier(head.projector(h[1, :4]).mean(0))
+    torch.testing.assert_close(logits[1], want)
+    assert loss.ndim == 0 and loss > 0
+    with pytest.raises(ValueError, match=r"class ids \[0, 4\]; expected ids in 0..3"):
+        head.check_labels(torch.tensor([0, 4]), 2)
