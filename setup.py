@@ -139,7 +139,7 @@ ext_modules, cmdclass = _extensions()
 setup(
     packages=find_packages(include=["elp_fast", "elp_fast.*"]) + ["elp_fast.kernels"],
     package_dir={"elp_fast.kernels": "kernels"},
-    package_data={"elp_fast": [native_build.RECORD_NAME]},
+    package_data={"elp_fast": [native_build.RECORD_NAME], "elp_fast.tasks": ["recipes/*.yaml"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

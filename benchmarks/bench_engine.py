@@ -35,7 +35,7 @@ def one_run(args) -> dict:
     from elp_fast.data import ToneDataset
     from elp_fast.engine import EngineConfig, Trainer
 
-    model = build_model(argparse.Namespace(model=None, backbone=args.backbone))
+    model = build_model(argparse.Namespace(backbone=args.backbone))
     steps = args.warmup + args.steps
     cfg = EngineConfig(output_dir=args.run_dir, max_steps=steps, micro_batch_size=args.micro_batch_size,
                        precision=args.precision, zero_stage=args.zero_stage, lr=1e-3,

@@ -85,3 +85,16 @@ def run_demo(steps: int = 60, output: str | Path = "demo_output", seed: int = 0)
     if not same:
         raise RuntimeError("reloaded adapters do not reproduce the trained model's outputs")
     return {"summary": summary, "accuracy": accuracy_, "reload_identical": same}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
+    p.add_argument("--output", default="demo_output", help="folder for the run (replaced when it holds an earlier demo run)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args, parser) -> int:
+    if args.steps < 1:
+        parser.error(f"--steps: got {args.steps}; expected >= 1")
+    run_demo(steps=args.steps, output=args.output, seed=args.seed)
+    return 0

@@ -56,7 +56,7 @@ def test_train_command(tmp_path, procs):
     (["--set", "lr"], "--set: got 'lr'; expected FIELD=VALUE"),
     (["--activation-checkpointing", "1,x"], "--activation-checkpointing: got '1,x'"),
     (["--config", "missing.yaml"], "missing.yaml does not exist"),
-    (["--model", "/no/such/dir"], "--model: /no/such/dir is not a directory"),
+    (["--backbone", "/no/such/dir"], "--backbone: /no/such/dir is not a directory"),
     (["--zero-stage", "5"], "EngineConfig.zero_stage: got 5"),
 ])
 def test_train_command_rejects_bad_arguments(tmp_path, capsys, args, message):

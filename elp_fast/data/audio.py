@@ -68,8 +68,8 @@ def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_R
     frames, channels = data.shape
     if channels != 1:
         if not downmix:
-            raise AudioError(f"{path}: has {channels} channels; expected mono audio (pass downmix=True to "
-                             "average the channels)")
+            raise AudioError(f"{path}: has {channels} channels; expected mono audio (downmix=True, or "
+                             "data.downmix=true in a recipe, averages the channels)")
         data = data.mean(axis=1, keepdims=True)
     if frames == 0:
         raise AudioError(f"{path}: holds no samples")
@@ -79,7 +79,8 @@ def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_R
     if rate != sampling_rate:
         if not allow_resample:
             raise AudioError(f"{path}: sampled at {rate} Hz; expected {sampling_rate} Hz (resample the data "
-                             "set, or pass allow_resample=True to resample on loading)")
+                             "set, or resample on loading with allow_resample=True, data.allow_resample=true in "
+                             "a recipe)")
         x = resample(x, rate, sampling_rate)
     if x.numel() < min_samples:
         raise AudioError(f"{path}: {x.numel()} samples ({1000 * x.numel() / sampling_rate:.1f} ms); expected at "

@@ -415,10 +415,15 @@ class Trainer:
             rec["grad_norm"] = float(norm)
         self.metrics.write(rec)
 
-    def evaluate(self, max_batches: Optional[int] = None) -> dict:
+    def evaluate(self, max_batches: Optional[int] = None, *, dataset=None, evaluator: Any = None,
+                 split: str = "eval") -> dict:
         """Mean loss (and eval_fn metrics) over eval_data, on every process's share; the RNGs of
-        the training run are left untouched."""
-        if self.eval_dataset is None:
+        the training run are left untouched. dataset / evaluator: another split (e.g. the test
+        set) and its evaluator; records carry the split's name. Batches without labels (e.g.
+        speaker-verification trials) give no loss."""
+        dataset = self.eval_dataset if dataset is None else as_dataset(dataset, "dataset")[0]
+        evaluator = self.evaluator if evaluator is None else evaluator
+        if dataset is None:
             raise ValueError("evaluate: the Trainer was built without eval_data")
         self._setup()
         cfg = self.config
@@ -426,23 +431,24 @@ class Trainer:
         was_training = self.engine.training
         self.engine.eval()
         sums: dict[str, list[float]] = {"loss": [0.0, 0.0]}
-        if self.evaluator is not None:
-            self.evaluator.reset()
+        if evaluator is not None:
+            evaluator.reset()
         try:
             with torch.no_grad():
-                for batch, real in eval_batches(self.eval_dataset, self.eval_collate, micro=cfg.micro_batch_size,
+                for batch, real in eval_batches(dataset, self.eval_collate or self.collate, micro=cfg.micro_batch_size,
                                                 world=self.world, rank=self.rank,
                                                 limit=cfg.eval_batches if max_batches is None else max_batches):
                     batch = _to_device(batch, self.device)
                     n = _batch_len(batch)
-                    loss = float(self.loss_fn(self.engine, batch))
+                    labelled = not isinstance(batch, dict) or "labels" in batch
+                    loss = float(self.loss_fn(self.engine, batch)) if labelled else 0.0
                     extra = self.eval_fn(self.engine, batch) if self.eval_fn is not None else {}
-                    if self.evaluator is not None:  # on padding batches too: ZeRO-3 needs equal forwards
-                        self.evaluator.update(self.engine, batch, real)
+                    if evaluator is not None:  # on padding batches too: ZeRO-3 needs equal forwards
+                        evaluator.update(self.engine, batch, real)
                     if not real:
                         continue
                     sums["loss"][0] += loss * n
-                    sums["loss"][1] += n
+                    sums["loss"][1] += n if labelled else 0
                     for k, (s, c) in extra.items():
                         acc = sums.setdefault(k, [0.0, 0.0])
                         acc[0] += float(s)
@@ -452,10 +458,10 @@ class Trainer:
             self.engine.train(was_training)
         keys = sorted(sums)
         flat = dist.all_sum([v for k in keys for v in sums[k]])
-        result = {k: flat[2 * i] / flat[2 * i + 1] if flat[2 * i + 1] else float("nan") for i, k in enumerate(keys)}
-        if self.evaluator is not None:
-            result.update(self.evaluator.result(dist.gather_rows))
-        self.metrics.write({"type": "eval", "step": self.step, **result})
+        result = {k: flat[2 * i] / flat[2 * i + 1] for i, k in enumerate(keys) if flat[2 * i + 1]}
+        if evaluator is not None:
+            result.update(evaluator.result(dist.gather_rows))
+        self.metrics.write({"type": "eval", "split": split, "step": self.step, **result})
         return result
 
     def _finish(self, start_step: int, seconds: float, audio: float, last_loss: Optional[float], last_eval: dict,

@@ -1,0 +1,151 @@
+"""Task recipes: one YAML per task (elp_fast/tasks/recipes/) holding the data splits, adapter
+settings, head, epochs and engine settings, and the learning rates of every method. A recipe
+is loaded, overridden from the command line (`--set section.key=value`), resolved for one
+method into an ELPConfig and an EngineConfig, and saved as the run directory's config.yaml."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..config import ELPConfig
+from ..engine.config import EngineConfig, load_yaml
+from .methods import METHODS, method_overrides
+
+TASKS = ("asr", "asv", "ser", "sic")
+SECTIONS = ("task", "data", "model", "head", "train", "engine", "methods")
+TRAIN_KEYS = ("epochs", "warmup_epochs", "epoch_lr_factors", "eval_every_epochs", "save_every_epochs")
+RECIPES = Path(__file__).parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A recipe, or an override of it, is invalid (a ValueError); the message names the key."""
+
+
+def recipe_path(task: str) -> Path:
+    if task not in TASKS:
+        raise RecipeError(f"--task: got {task!r}; expected one of {TASKS}")
+    return RECIPES / f"{task}.yaml"
+
+
+def load_recipe(task: Optional[str] = None, path: Optional[str] = None) -> dict:
+    """The recipe of `task`, or the YAML file at `path` (whose task must agree when both given)."""
+    if path is None and task is None:
+        raise RecipeError("recipe: give --task or --config")
+    file = Path(path) if path is not None else recipe_path(task)
+    if not file.is_file():
+        raise RecipeError(f"--config: {file} does not exist")
+    try:
+        data = load_yaml(file.read_text())
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise RecipeError(f"{file}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{file}: expected a mapping with the sections {SECTIONS}")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise RecipeError(f"{file}: unknown section(s) {unknown}; expected {SECTIONS}")
+    if task is not None and data.get("task") not in (None, task):
+        raise RecipeError(f"{file}: is a recipe for task {data.get('task')!r}, not {task!r}")
+    data.setdefault("task", task)
+    if data["task"] not in TASKS:
+        raise RecipeError(f"{file}: task must be one of {TASKS}, got {data['task']!r}")
+    for name in SECTIONS[1:]:
+        data.setdefault(name, {})
+        if not isinstance(data[name], dict):
+            raise RecipeError(f"{file}: section {name!r} must be a mapping, got {data[name]!r}")
+    return data
+
+
+def apply_overrides(recipe: dict, items: Sequence[str]) -> dict:
+    """`section.key=value` (VALUE in YAML syntax); a bare `key=value` names an engine field."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in recipe.items()}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(f"--set: got {item!r}; expected SECTION.KEY=VALUE (e.g. engine.lr=1e-3)")
+        section, dot, field = key.partition(".")
+        if not dot:
+            section, field = "engine", key
+        if section not in SECTIONS[1:] or not field:
+            raise RecipeError(f"--set {item!r}: unknown section {section!r}; expected one of {SECTIONS[1:]}")
+        try:
+            out[section][field] = load_yaml(value)
+        except Exception as exc:
+            raise RecipeError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
+
+
+def resolve_model(recipe: dict, method: str) -> ELPConfig:
+    """The recipe's adapter settings with the method's overrides on top."""
+    data = dict(recipe["model"])
+    data.update(method_overrides(method))
+    return ELPConfig.from_dict(data)
+
+
+def check_train(recipe: dict) -> dict:
+    train = recipe["train"]
+    unknown = sorted(set(train) - set(TRAIN_KEYS))
+    if unknown:
+        raise RecipeError(f"train: unknown key(s) {unknown}; expected {TRAIN_KEYS}")
+    epochs = train.get("epochs", 1)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise RecipeError(f"train.epochs: got {epochs!r}; expected an integer >= 1")
+    factors = train.get("epoch_lr_factors")
+    if factors is not None and (not isinstance(factors, list) or len(factors) < epochs or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in factors)):
+        raise RecipeError(f"train.epoch_lr_factors: got {factors!r}; expected a list of >= {epochs} numbers >= 0 "
+                          "(one learning-rate multiplier per epoch)")
+    for key in ("warmup_epochs", "eval_every_epochs", "save_every_epochs"):
+        v = train.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise RecipeError(f"train.{key}: got {v!r}; expected a number >= 0")
+    return train
+
+
+def resolve_engine(recipe: dict, method: str, steps_per_epoch: int, fixed: dict) -> EngineConfig:
+    """EngineConfig from the recipe's engine section, its epochs (in optimizer steps, from the
+    data) and the method's learning rates; `fixed` (command-line flags) wins over all of it. A
+    run shortened or lengthened by max_steps keeps its schedule's shape: epochs are scaled to
+    max_steps / epochs steps each."""
+    if method not in recipe["methods"]:
+        raise RecipeError(f"methods: the recipe gives no learning rates for method {method!r} "
+                          f"(it has {sorted(recipe['methods'])}); known methods: {sorted(METHODS)}")
+    train = check_train(recipe)
+    data = {**recipe["engine"], **fixed}
+    data["group_lr"] = {**recipe["methods"][method], **data.get("group_lr", {})}
+    epochs = train.get("epochs", 1)
+    data.setdefault("max_steps", epochs * steps_per_epoch)
+    total = data["max_steps"]
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        return EngineConfig.from_dict(data)  # EngineConfig names the bad max_steps
+    per_epoch = total / epochs
+    if train.get("epoch_lr_factors") is not None:
+        factors = train["epoch_lr_factors"]
+        points: list = []
+        for step in range(total):  # the factor of the epoch each step falls in
+            f = float(factors[min(epochs - 1, int(step / per_epoch))])
+            if not points or points[-1][1] != f:
+                points.append([step, f])
+        data.setdefault("schedule", "piecewise")
+        data.setdefault("lr_points", points)
+    if train.get("warmup_epochs"):
+        data.setdefault("warmup_steps", min(total, int(train["warmup_epochs"] * per_epoch)))
+    for key, name in (("eval_every_epochs", "eval_every"), ("save_every_epochs", "save_every")):
+        if train.get(key):
+            data.setdefault(name, max(1, int(train[key] * per_epoch)))
+    return EngineConfig.from_dict(data)
+
+
+def dump(config: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
+
+
+def as_plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (what YAML round-trips)."""
+    if isinstance(value, dict):
+        return {k: as_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_plain(v) for v in value]
+    return value

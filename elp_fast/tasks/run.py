@@ -1,0 +1,225 @@
+"""`elp-fast train --task asr|asv|ser|sic` and `elp-fast eval`: a recipe, a corpus root and a
+backbone become one run directory:
+
+    <output>/config.yaml      everything the run used (recipe after overrides, method, backbone,
+                              data root, the resolved ELPConfig and EngineConfig)
+    <output>/metrics.jsonl    train / eval records per step (the engine's)
+    <output>/checkpoints/     resume checkpoints; step-*/adapters holds the adapter weights
+    <output>/summary.json     the engine's summary plus the test split's metrics
+    <output>/eval-<split>.json  written by `elp-fast eval`
+
+Everything (recipe, data, labels, backbone) is checked before the directory is touched."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import _write_atomic
+from ..config import ELPConfig
+from .datasets import DataError, TaskData, prepare
+from .recipe import RecipeError, apply_overrides, as_plain, dump, load_recipe, resolve_engine, resolve_model
+
+HEAD_KEYS = {"asr": {"dropout"}, "asv": {"emb_dim", "pooling", "margin", "scale", "score_norm", "cohort_size"},
+             "ser": {"proj_dim"}, "sic": {"hidden"}}
+CONFIG_NAME = "config.yaml"
+# What must agree for a run directory to be continued (the engine checks its own settings).
+SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head")
+
+
+def random_wavlm_config(size: str):
+    import transformers
+
+    if size == "base":  # WavLM Base+ dimensions
+        return transformers.WavLMConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                        intermediate_size=3072, mask_time_prob=0.0, layerdrop=0.0)
+    return transformers.WavLMConfig(
+        hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, mask_time_prob=0.0, layerdrop=0.0)
+
+
+def build_backbone(spec: str, seed: int) -> tuple[torch.nn.Module, str]:
+    """A bare encoder: a random WavLM ("small", "base") or a local HF checkpoint directory."""
+    import transformers
+
+    if spec in ("small", "base"):
+        torch.manual_seed(seed)
+        model = transformers.WavLMModel(random_wavlm_config(spec))
+        return model, (f"random initialisation ({spec} WavLM shape, seed {seed}): no pretrained weights, so "
+                       "expect far lower accuracy than from a pretrained checkpoint (--backbone DIR)")
+    path = Path(spec)
+    if not path.is_dir():
+        raise RecipeError(f"--backbone: got {spec!r}; expected 'small', 'base' or a local directory holding a "
+                          "HF checkpoint (config.json + weights)")
+    if not (path / "config.json").is_file():
+        raise RecipeError(f"--backbone: {path} holds no config.json; expected a HF checkpoint directory")
+    model = transformers.AutoModel.from_pretrained(path)
+    return model, f"pretrained weights from {path.resolve()}"
+
+
+def build_head(task: str, head: dict, in_dim: int, data: TaskData) -> torch.nn.Module:
+    unknown = sorted(set(head) - HEAD_KEYS[task])
+    if unknown:
+        raise RecipeError(f"head: unknown key(s) {unknown} for task {task}; expected {sorted(HEAD_KEYS[task])}")
+    a = data.head_args
+    if task == "asr":
+        from .asr import CTCHead
+
+        return CTCHead(in_dim, a["vocab_size"], dropout=head.get("dropout", 0.1))
+    if task == "asv":
+        from .asv import SpeakerHead
+
+        return SpeakerHead(in_dim, a["num_speakers"], emb_dim=head.get("emb_dim", 256),
+                           pooling=head.get("pooling", "stats"), margin=head.get("margin", 0.2),
+                           scale=head.get("scale", 30.0))
+    if task == "ser":
+        from .ser import ClassifierHead
+
+        return ClassifierHead(in_dim, a["num_classes"], proj_dim=head.get("proj_dim", 256))
+    from .sic import MultiSlotHead
+
+    return MultiSlotHead(in_dim, a["slot_sizes"], hidden=head.get("hidden", 256))
+
+
+def head_input_dim(cfg: ELPConfig, backbone) -> int:
+    taps = cfg.l_layers not in ("none", [])
+    return cfg.l_dim if taps and cfg.l_mode == "adapter" else backbone.config.hidden_size
+
+
+def _steps_per_epoch(dataset, engine: dict, seed: int) -> int:
+    from ..engine.data import BatchPlan, steps_in_epoch
+
+    micro = engine.get("micro_batch_size", 8)
+    budget = engine.get("batch_seconds", 0) or 0
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = engine.get("grad_accum_steps", 1) * world
+    plan = BatchPlan(len(dataset), micro, seed, list(dataset.durations()) if budget else None, budget)
+    try:
+        return steps_in_epoch(plan, per_step, 0)
+    except ValueError:
+        raise RecipeError(f"engine: batches of {f'{budget} s' if budget else micro} x {per_step} per step need more "
+                          f"than the {len(dataset)} training utterances for one step; expected smaller batches") from None
+
+
+def build(task: str, recipe: dict, method: str, backbone_spec: str, data_root: Any, splits) -> tuple:
+    """(model, data, backbone description, ELPConfig): everything checked, nothing written."""
+    model_cfg = resolve_model(recipe, method)
+    seed = recipe["engine"].get("seed", 0)
+    backbone, description = build_backbone(backbone_spec, seed)
+    hf = backbone.config
+    data = prepare(task, recipe["data"], data_root, conv_kernel=hf.conv_kernel, conv_stride=hf.conv_stride,
+                   head=recipe["head"], splits=splits)
+    from ..models import wrap
+
+    torch.manual_seed(seed)
+    head = build_head(task, recipe["head"], head_input_dim(model_cfg, backbone), data)
+    model = wrap(backbone, model_cfg, task_head=head)
+    return model, data, description, model_cfg
+
+
+def _check_run_dir(out: Path, config: dict) -> None:
+    path = out / CONFIG_NAME
+    if not path.is_file():
+        return
+    import yaml
+
+    saved = yaml.safe_load(path.read_text()) or {}
+    differ = [k for k in SAME_RUN_KEYS if saved.get(k) != config.get(k)]
+    if differ:
+        raise RecipeError(f"--output: {out} holds a run with other settings ({', '.join(differ)} differ); choose "
+                          "another --output, or delete that folder to start over")
+
+
+def train(args, engine_flags: dict) -> int:
+    from ..data import pad_collate
+    from ..engine import Trainer
+
+    recipe = apply_overrides(load_recipe(args.task, args.config), args.set)
+    task, method = recipe["task"], args.method
+    model, data, description, model_cfg = build(task, recipe, method, args.backbone, args.data,
+                                                ("train", "eval", "test"))
+    if data.train is None:
+        raise DataError("data.train: the recipe names no training split")
+    seed = recipe["engine"].get("seed", 0)
+    fixed = dict(engine_flags)
+    fixed.setdefault("output_dir", recipe["engine"].get("output_dir", f"runs/{task}-{method}"))
+    steps_per_epoch = _steps_per_epoch(data.train, {**recipe["engine"], **fixed}, seed)
+    engine_cfg = resolve_engine(recipe, method, steps_per_epoch, fixed)
+    backbone = args.backbone if args.backbone in ("small", "base") else str(Path(args.backbone).resolve())
+    config = as_plain({"task": task, "method": method, "backbone": backbone,
+                       "data_root": str(Path(args.data).resolve()), "data": recipe["data"],
+                       "model": model_cfg.to_dict(), "head": recipe["head"], "train": recipe["train"],
+                       "engine": engine_cfg.to_dict()})
+    out = Path(engine_cfg.output_dir)
+    _check_run_dir(out, config)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0:
+        print(f"task {task}, method {method}: {description}")
+        model.print_trainable_parameters()
+        sizes = ", ".join(f"{s} {len(d)}" for s, d in (("train", data.train), ("eval", data.eval),
+                                                         ("test", data.test)) if d is not None)
+        print(f"data: {sizes} utterances; {engine_cfg.max_steps} steps; run directory {out}")
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / CONFIG_NAME, dump(config).encode())
+    trainer = Trainer(model, engine_cfg, data.train, data.eval, collate_fn=pad_collate,
+                      evaluator=data.evaluator("eval") if data.eval is not None else None)
+    summary = trainer.train()
+    if data.test is not None and summary["stopped"] is None:
+        summary["test"] = trainer.evaluate(dataset=data.test, evaluator=data.evaluator("test"), split="test")
+        if rank0:
+            _write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+            print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
+    return 0
+
+
+def evaluate(args) -> int:
+    """Evaluate a run's adapters (its newest checkpoint, or --checkpoint) on one split, in this
+    process; writes <run>/eval-<split>.json."""
+    import yaml
+
+    from ..data import pad_collate
+    from ..engine import checkpoints as ckpt
+    from .recipe import SECTIONS
+
+    run = Path(args.run)
+    path = run / CONFIG_NAME
+    if not path.is_file():
+        raise RecipeError(f"--run: {run} holds no {CONFIG_NAME} (not a run directory of `elp-fast train --task`)")
+    config = yaml.safe_load(path.read_text())
+    recipe = {k: config.get(k, {}) for k in SECTIONS if k != "methods"}
+    recipe["methods"] = {config["method"]: config["engine"].get("group_lr", {})}
+    recipe["model"] = {k: v for k, v in config["model"].items()}
+    task = config["task"]
+    split = args.split
+    if args.checkpoint:
+        source = Path(args.checkpoint)
+    else:
+        found = ckpt.find_resume(run / "checkpoints")
+        if found is None:
+            raise RecipeError(f"--run: {run / 'checkpoints'} holds no complete checkpoint")
+        source = found
+    adapters = source / ckpt.ADAPTERS_DIR if (source / ckpt.ADAPTERS_DIR).is_dir() else source
+    model, data, description, _ = build(task, recipe, config["method"], args.backbone or config["backbone"],
+                                        args.data or config["data_root"], (split,))
+    dataset = getattr(data, split)
+    if dataset is None:
+        raise DataError(f"--split: the {task} recipe of this run has no {split!r} split")
+    model.load_adapters(adapters)
+    model.eval()
+    evaluator = data.evaluator(split)
+    evaluator.reset()
+    batch_size = args.batch_size or config["engine"].get("micro_batch_size", 8)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pad_collate)
+    with torch.no_grad():
+        for batch in loader:
+            evaluator.update(model, batch, True)
+    result = evaluator.result(lambda rows: rows)
+    record = {"split": split, "checkpoint": str(adapters), "utterances": len(dataset), **result}
+    _write_atomic(run / f"eval-{split}.json", (json.dumps(record, indent=2) + "\n").encode())
+    print(f"{task} {split} ({len(dataset)} utterances, {adapters}): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return 0
