@@ -271,7 +271,11 @@ class ELPModel(nn.Module):
         first_backward = self.first_backward_layer(enabled) if torch.is_grad_enabled() else self.num_layers
         # Nothing below the first layer that trains needs autograd: an L-only configuration runs
         # the whole backbone without it (DESIGN.md 2.6).
-        with torch.set_grad_enabled(torch.is_grad_enabled() and first_backward < 0):
+        # The CNN needs autograd only when its own weights train (never in ELP: pseudo frames join
+        # after it). HF's feature encoder marks its input as requiring grad while its parameters
+        # are not formally frozen, which would otherwise record and backpropagate the whole CNN.
+        cnn_grad = torch.is_grad_enabled() and any(p.requires_grad for p in bb.feature_extractor.parameters())
+        with torch.set_grad_enabled(cnn_grad):
             feats = bb.feature_extractor(input_values).transpose(1, 2)  # (B, T, c)
         frame_mask = None
         if attention_mask is not None:
