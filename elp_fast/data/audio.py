@@ -40,8 +40,11 @@ def resample(x: torch.Tensor, orig: int, new: int, *, lowpass_filter_width: int 
     sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
     kernels = (sinc * window * (base / orig)).to(x.dtype if x.is_floating_point() else torch.float32)
     shape, n = x.shape, x.shape[-1]
-    y = F.conv1d(F.pad(x.reshape(-1, 1, n), (width, width + orig)), kernels[:, None], stride=orig)
-    y = y.transpose(1, 2).reshape(y.shape[0], -1)
+    # Windows of the padded signal, one per output block, times the filter bank: a strided
+    # conv1d as a matmul (oneDNN's conv1d caches a primitive per input length and grows without
+    # bound over files of varied lengths).
+    frames = F.pad(x.reshape(-1, n), (width, width + orig)).unfold(-1, kernels.shape[1], orig)
+    y = (frames @ kernels.T).reshape(frames.shape[0], -1)
     length = math.ceil(new * n / orig)
     return y[:, :length].reshape(*shape[:-1], length)
 
