@@ -25,6 +25,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 command -v g++ >/dev/null || apt_install g++  # the native extension's compiler
+command -v espeak-ng >/dev/null || apt_install espeak-ng  # the demo's speech synthesiser
 export PATH="$VENV/bin:$PATH"                  # ninja from the venv, for torch's extension builder
 
 stamp="$VENV/.elp_fast-installed"

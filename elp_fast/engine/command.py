@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="ROOT", help="corpus root in its standard layout (see the recipe's header)")
     g.add_argument("--method", default="elp", choices=sorted(METHODS), metavar="METHOD",
                    help="elp (default) or a baseline: " + ", ".join(m for m in METHODS if m != "elp"))
-    g.add_argument("--backbone", default="small", metavar="small|base|DIR",
+    g.add_argument("--backbone", default="small", metavar="small|mini|base|DIR",
                    help="a local HF checkpoint directory (pretrained WavLM, wav2vec 2.0, HuBERT, data2vec-audio), "
-                        "or a random WavLM: small (4 layers, d=64, default) or base (12 layers, d=768)")
+                        "or a random WavLM: small (4 layers, d=64, default), mini (the demo's: WavLM's CNN, "
+                        "4 layers, d=128) or base (12 layers, d=768)")
     g.add_argument("--model", dest="backbone", help=argparse.SUPPRESS)  # the engine issue's name for --backbone DIR
     g.add_argument("--config", metavar="FILE",
                    help="with --task tones an EngineConfig (.yaml/.json); with a recipe task, a recipe YAML "
@@ -92,21 +93,26 @@ def build_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def build_model(args: argparse.Namespace):
+    import torch
     import transformers
 
     from .. import ELPConfig, wrap
     from ..demo import small_wavlm
 
-    if args.backbone not in ("small", "base"):
+    if args.backbone not in ("small", "mini", "base"):
         path = Path(args.backbone)
         if not path.is_dir():
             raise FileNotFoundError(f"--backbone: {path} is not a directory holding a HF checkpoint")
         backbone = transformers.AutoModelForAudioClassification.from_pretrained(path, num_labels=2)
         return wrap(backbone)
-    if args.backbone == "base":
-        cfg = transformers.WavLMConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                       intermediate_size=3072, num_labels=2, mask_time_prob=0.0, layerdrop=0.0)
-        return wrap(transformers.WavLMForSequenceClassification(cfg))
+    if args.backbone in ("base", "mini"):
+        from ..tasks.run import random_wavlm_config
+
+        cfg = random_wavlm_config(args.backbone)
+        cfg.num_labels = 2
+        torch.manual_seed(0)
+        elp_cfg = ELPConfig() if args.backbone == "base" else ELPConfig(e_bottleneck=64, l_dim=128)
+        return wrap(transformers.WavLMForSequenceClassification(cfg), elp_cfg)
     return wrap(small_wavlm(0), ELPConfig(e_bottleneck=32, l_dim=48, p_len=4))
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-
 from ..config import SAMPLING_RATE
 from ..data import corpora
 from ..data.audio import AudioError, load_audio

@@ -30,12 +30,22 @@ CONFIG_NAME = "config.yaml"
 SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head")
 
 
+RANDOM_SIZES = ("small", "mini", "base")
+
+
 def random_wavlm_config(size: str):
+    """small: 4 layers, d=64 and a 3-layer CNN (tests); mini: WavLM-shaped (the standard 7-layer
+    CNN with 64 channels, 50 frames/s), 4 layers, d=128 (the demo); base: WavLM Base+ sizes."""
     import transformers
 
-    if size == "base":  # WavLM Base+ dimensions
+    if size == "base":
         return transformers.WavLMConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                         intermediate_size=3072, mask_time_prob=0.0, layerdrop=0.0)
+    if size == "mini":
+        return transformers.WavLMConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                                        intermediate_size=256, conv_dim=(64,) * 7, num_conv_pos_embeddings=32,
+                                        num_conv_pos_embedding_groups=4, mask_time_prob=0.0, layerdrop=0.0,
+                                        activation_dropout=0.0, feat_proj_dropout=0.0)
     return transformers.WavLMConfig(
         hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
         conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
@@ -43,17 +53,17 @@ def random_wavlm_config(size: str):
 
 
 def build_backbone(spec: str, seed: int) -> tuple[torch.nn.Module, str]:
-    """A bare encoder: a random WavLM ("small", "base") or a local HF checkpoint directory."""
+    """A bare encoder: a random WavLM (RANDOM_SIZES) or a local HF checkpoint directory."""
     import transformers
 
-    if spec in ("small", "base"):
+    if spec in RANDOM_SIZES:
         torch.manual_seed(seed)
         model = transformers.WavLMModel(random_wavlm_config(spec))
         return model, (f"random initialisation ({spec} WavLM shape, seed {seed}): no pretrained weights, so "
                        "expect far lower accuracy than from a pretrained checkpoint (--backbone DIR)")
     path = Path(spec)
     if not path.is_dir():
-        raise RecipeError(f"--backbone: got {spec!r}; expected 'small', 'base' or a local directory holding a "
+        raise RecipeError(f"--backbone: got {spec!r}; expected {', '.join(RANDOM_SIZES)} or a local directory holding a "
                           "HF checkpoint (config.json + weights)")
     if not (path / "config.json").is_file():
         raise RecipeError(f"--backbone: {path} holds no config.json; expected a HF checkpoint directory")
@@ -135,12 +145,20 @@ def _check_run_dir(out: Path, config: dict) -> None:
 
 
 def train(args, engine_flags: dict) -> int:
+    recipe = apply_overrides(load_recipe(args.task, args.config), args.set)
+    train_recipe(recipe, args.method, args.backbone, args.data, engine_flags)
+    return 0
+
+
+def train_recipe(recipe: dict, method: str, backbone_spec: str, data_root: Any, engine_flags: dict,
+                 quiet: bool = False) -> tuple[dict, Any]:
+    """Check everything, write the run directory's config.yaml, train, evaluate the test split;
+    returns (summary, model)."""
     from ..data import pad_collate
     from ..engine import Trainer
 
-    recipe = apply_overrides(load_recipe(args.task, args.config), args.set)
-    task, method = recipe["task"], args.method
-    model, data, description, model_cfg = build(task, recipe, method, args.backbone, args.data,
+    task = recipe["task"]
+    model, data, description, model_cfg = build(task, recipe, method, backbone_spec, data_root,
                                                 ("train", "eval", "test"))
     if data.train is None:
         raise DataError("data.train: the recipe names no training split")
@@ -149,20 +167,21 @@ def train(args, engine_flags: dict) -> int:
     fixed.setdefault("output_dir", recipe["engine"].get("output_dir", f"runs/{task}-{method}"))
     steps_per_epoch = _steps_per_epoch(data.train, {**recipe["engine"], **fixed}, seed)
     engine_cfg = resolve_engine(recipe, method, steps_per_epoch, fixed)
-    backbone = args.backbone if args.backbone in ("small", "base") else str(Path(args.backbone).resolve())
+    backbone = backbone_spec if backbone_spec in RANDOM_SIZES else str(Path(backbone_spec).resolve())
     config = as_plain({"task": task, "method": method, "backbone": backbone,
-                       "data_root": str(Path(args.data).resolve()), "data": recipe["data"],
+                       "data_root": str(Path(data_root).resolve()), "data": recipe["data"],
                        "model": model_cfg.to_dict(), "head": recipe["head"], "train": recipe["train"],
                        "engine": engine_cfg.to_dict()})
     out = Path(engine_cfg.output_dir)
     _check_run_dir(out, config)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    if rank0:
+    if rank0 and not quiet:
         print(f"task {task}, method {method}: {description}")
         model.print_trainable_parameters()
         sizes = ", ".join(f"{s} {len(d)}" for s, d in (("train", data.train), ("eval", data.eval),
                                                          ("test", data.test)) if d is not None)
         print(f"data: {sizes} utterances; {engine_cfg.max_steps} steps; run directory {out}")
+    if rank0:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / CONFIG_NAME, dump(config).encode())
     trainer = Trainer(model, engine_cfg, data.train, data.eval, collate_fn=pad_collate,
@@ -173,7 +192,7 @@ def train(args, engine_flags: dict) -> int:
         if rank0:
             _write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
             print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
-    return 0
+    return summary, model
 
 
 def evaluate(args) -> int:
