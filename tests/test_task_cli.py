@@ -20,16 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"asr": {"WER", "CER"}, "asv": {"EER%", "minDCF"}, "ser": {"UA", "WA"}, "sic": {"accuracy"}}
 
 
-def train(args):
-    cmd = [sys.executable, "-m", "elp_fast.cli", "train", *args, "--max-steps", "2", "--micro-batch-size", "4",
-           "--set", "log_every=1"]
+def train(args, procs=1, micro=4):
+    cli_args = ["-m", "elp_fast.cli", "train", *args, "--max-steps", "2", "--micro-batch-size", str(micro),
+                "--set", "log_every=1"]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 else []
+    cmd = [sys.executable, *launcher, *cli_args]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                        env={**os.environ, "TRITON_INTERPRET": "1"})
     return p.returncode, p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("task,method", [("asr", "elp"), ("asv", "elp"), ("ser", "elp"), ("sic", "elp"),
-                                         ("sic", "adapters")])
+                                         ("sic", "adapters"), ("ser", "full")])
 def test_recipe_trains_from_its_fixture_and_eval_reproduces_the_metric(tmp_path, task, method, capsys):
     data = task_fixtures.BUILDERS[task](tmp_path / "corpus")
     run = tmp_path / "run"
@@ -66,3 +68,18 @@ def test_a_run_directory_is_continued_only_with_the_same_settings(tmp_path, caps
     assert exc.value.code == 2
     assert "holds a run with other settings (method, model differ)" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_two_processes_zero3_with_score_normalisation(tmp_path):
+    """ASV under torchrun: the trial utterances and the AS-norm cohort are split over two
+    processes (ZeRO-3), gathered, and scored once."""
+    data = task_fixtures.voxceleb1(tmp_path / "vox")
+    run = tmp_path / "run"
+    code, log = train(["--task", "asv", "--data", str(data), "--output", str(run), "--zero-stage", "3",
+                       "--set", "head.score_norm=as_norm"], procs=2, micro=2)
+    assert code == 0, log[-4000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and {"EER%", "EER%_raw", "minDCF"} <= set(summary["eval"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lrs = next(r["lr"] for r in records if r["type"] == "train")
+    assert lrs["head"] == pytest.approx(5e-4 * 0.3)  # the recipe's head rate x its first epoch's factor
