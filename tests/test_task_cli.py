@@ -83,3 +83,25 @@ def test_two_processes_zero3_with_score_normalisation(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     lrs = next(r["lr"] for r in records if r["type"] == "train")
     assert lrs["head"] == pytest.approx(5e-4 * 0.3)  # the recipe's head rate x its first epoch's factor
+
+
+def test_backbone_from_a_local_checkpoint_directory(tmp_path):
+    """--backbone DIR loads the encoder of a saved HF checkpoint (here a head model, whose
+    encoder weights AutoModel takes); the run records the directory, and eval reloads it."""
+    import torch
+    import transformers
+
+    from elp_fast.tasks.run import random_wavlm_config
+
+    torch.manual_seed(3)
+    ckpt = tmp_path / "wavlm-ctc"
+    transformers.WavLMForCTC(random_wavlm_config("small")).save_pretrained(ckpt)
+    data = task_fixtures.fluent_speech_commands(tmp_path / "fsc")
+    run = tmp_path / "run"
+    code, log = train(["--task", "sic", "--data", str(data), "--backbone", str(ckpt), "--output", str(run)])
+    assert code == 0, log[-4000:]
+    assert f"pretrained weights from {ckpt.resolve()}" in log
+    assert yaml.safe_load((run / "config.yaml").read_text())["backbone"] == str(ckpt.resolve())
+    assert cli.main(["eval", "--run", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert json.loads((run / "eval-test.json").read_text())["accuracy"] == pytest.approx(summary["test"]["accuracy"])

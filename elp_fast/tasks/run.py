@@ -28,8 +28,6 @@ HEAD_KEYS = {"asr": {"dropout"}, "asv": {"emb_dim", "pooling", "margin", "scale"
 CONFIG_NAME = "config.yaml"
 # What must agree for a run directory to be continued (the engine checks its own settings).
 SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head")
-
-
 RANDOM_SIZES = ("small", "mini", "base")
 
 
@@ -213,7 +211,7 @@ def evaluate(args) -> int:
     recipe["methods"] = {config["method"]: config["engine"].get("group_lr", {})}
     recipe["model"] = {k: v for k, v in config["model"].items()}
     task = config["task"]
-    split = args.split
+    split = args.split or ("test" if config["data"].get("test") else "eval")  # ASV and SER: the eval split
     if args.checkpoint:
         source = Path(args.checkpoint)
     else:
