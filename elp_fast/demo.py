@@ -179,6 +179,8 @@ def run_demo(output="demo_output", *, steps: int = 360, seed: int = 0, backbone:
     for method in RUNS:
         print(f"\n== Training: {RUNS[method]} ({steps} steps, SIC recipe, DeepSpeed engine, one process)")
         recipe = demo_recipe(steps, seed, pretrained=backbone is not None)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()  # per run; a CPU process's peak cannot be reset
         t0 = time.time()
         summary, trained = train_recipe(recipe, method, spec, data_dir,
                                         {"output_dir": str(output / method)}, quiet=method != "elp")
@@ -199,12 +201,16 @@ def run_demo(output="demo_output", *, steps: int = 360, seed: int = 0, backbone:
                  else f"pretrained weights from {Path(backbone).resolve()}")
     print(f"\n== Summary: all-slots accuracy on {n['test']} utterances by {test_voices} held-out voices")
     print(f"backbone: {described}")
-    print(f"  {'':<28}{'trainable / total parameters':>34}{'accuracy':>11}{'audio-s/s':>11}{'peak memory':>13}")
+    print(f"  {'':<28}{'trainable / total parameters':>34}{'accuracy':>11}{'audio-s/s':>11}")
     for method, r in runs.items():
         share = f"{r['trainable']:,} ({100 * r['trainable'] / r['total']:.1f} %) / {r['total']:,}"
-        print(f"  {RUNS[method]:<28}{share:>34}{100 * r['accuracy']:>10.1f}%{r['audio_s_per_s']:>11.0f}"
-              f"{r['peak_memory_mib']:>9,.0f} MiB")
+        print(f"  {RUNS[method]:<28}{share:>34}{100 * r['accuracy']:>10.1f}%{r['audio_s_per_s']:>11.0f}")
     print(f"  {'chance (most frequent intent)':<28}{'':>34}{100 * chance:>10.1f}%")
+    if torch.cuda.is_available():
+        print("peak GPU memory: " + ", ".join(f"{RUNS[m]} {r['peak_memory_mib']:,.0f} MiB" for m, r in runs.items()))
+    else:
+        print(f"peak memory: {runs['head_only']['peak_memory_mib']:,.0f} MiB resident (this process, both runs: "
+              "a CPU process's peak cannot be split by run)")
     result = {"seed": seed, "steps": steps, "backbone": described, "data": made, "chance_accuracy": chance,
               "runs": {m: {k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for m, r in runs.items()},
               "layer_weights": weights, "plots": [str(p) for p in plots], "seconds": time.time() - t_start}
