@@ -10,7 +10,8 @@
 #
 # On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
 # The engine benchmark needs deepspeed and what it imports, which that machine lacks: fetch them
-# here first with `../shared/device/fetch_wheels.sh einops psutil py-cpuinfo` (into .whl/).
+# here first with `../shared/device/fetch_wheels.sh einops psutil py-cpuinfo soundfile pyyaml`
+# (into .whl/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/benchmarks/results/device-run}"
@@ -43,6 +44,7 @@ if [ "${1:-}" = "--smoke" ]; then
   step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"
   step bench-cpu 300 "$PY" benchmarks/bench_cpu.py --smoke --out "$OUT/bench-cpu-smoke.csv"
   step bench-engine 300 "$PY" benchmarks/bench_engine.py --smoke --out "$OUT/bench-engine-smoke.csv"
+  step task-smoke 300 "$PY" benchmarks/task_smoke.py --out "$OUT/task-smoke"
 else
   export TRITON_INTERPRET=0
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
@@ -62,6 +64,9 @@ else
   # The engine on the card: Base-sized random WavLM, bf16, ZeRO-2, with and without activation
   # checkpointing (needs deepspeed from .whl/, see ../shared/device/README.md).
   step bench-engine 150 "$PY" benchmarks/bench_engine.py --out "$OUT/bench-engine.csv"
+  # A task recipe on the card: SIC from a tiny fixture, bf16, ZeRO-2, then eval from the adapters
+  # (also needs soundfile and pyyaml from .whl/).
+  step task-smoke 90 "$PY" benchmarks/task_smoke.py --out "$OUT/task-smoke"
 fi
 echo "results in $OUT"
 exit $status
