@@ -226,14 +226,15 @@ def evaluate(args) -> int:
     if dataset is None:
         raise DataError(f"--split: the {task} recipe of this run has no {split!r} split")
     model.load_adapters(adapters)
-    model.eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # fp32 on either
+    model.to(device).eval()
     evaluator = data.evaluator(split)
     evaluator.reset()
     batch_size = args.batch_size or config["engine"].get("micro_batch_size", 8)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pad_collate)
     with torch.no_grad():
         for batch in loader:
-            evaluator.update(model, batch, True)
+            evaluator.update(model, {k: v.to(device) for k, v in batch.items()}, True)
     result = evaluator.result(lambda rows: rows)
     record = {"split": split, "checkpoint": str(adapters), "utterances": len(dataset), **result}
     _write_atomic(run / f"eval-{split}.json", (json.dumps(record, indent=2) + "\n").encode())
