@@ -52,6 +52,14 @@ def test_speaker_head_gives_embeddings_and_aam_loss():
     out.loss.backward()
     assert elp.task_head.aam.weight.grad.abs().sum() > 0
     assert elp(x, attention_mask=mask).loss is None
+    # the plain softmax variant: a linear classifier of the embedding and cross-entropy
+    head = SpeakerHead(16, num_speakers=5, emb_dim=12, pooling="mean", loss="softmax")
+    h, frame_mask = torch.randn(2, 7, 16), torch.ones(2, 7, dtype=torch.bool)
+    emb, loss = head(h, frame_mask, torch.tensor([4, 0]))
+    torch.testing.assert_close(emb, head.embedding.proj(h.mean(1)))
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(head.classifier(emb), torch.tensor([4, 0])))
+    with pytest.raises(ValueError, match="loss must be 'aam' or 'softmax'"):
+        SpeakerHead(16, 5, loss="arcface")
 
 
 @pytest.mark.parametrize("make,error,message", [

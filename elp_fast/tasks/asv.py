@@ -65,17 +65,24 @@ class AAMSoftmax(nn.Module):
 
 
 class SpeakerHead(nn.Module):
-    """A task head for wrap(..., task_head=...): speaker embeddings of pooled H, trained with
-    AAM softmax over the training speakers (margin 0: normalised softmax). forward(h,
-    frame_mask, labels) -> (embeddings, loss or None); score trials with cosine_scores."""
+    """A task head for wrap(..., task_head=...): speaker embeddings of pooled H, trained as a
+    classifier of the training speakers with loss "aam" (additive angular margin softmax;
+    margin 0: normalised softmax) or "softmax" (a plain linear classifier and cross-entropy, as
+    the predecessor). forward(h, frame_mask, labels) -> (embeddings, loss or None); score trials
+    with cosine_scores."""
 
     def __init__(self, in_dim: int, num_speakers: int, emb_dim: int = 256, pooling: str = "stats",
-                 margin: float = 0.2, scale: float = 30.0) -> None:
+                 margin: float = 0.2, scale: float = 30.0, loss: str = "aam") -> None:
         super().__init__()
+        if loss not in ("aam", "softmax"):
+            raise ValueError(f"SpeakerHead: loss must be 'aam' or 'softmax', got {loss!r}")
         self.in_dim, self.config = in_dim, {"in_dim": in_dim, "num_speakers": num_speakers, "emb_dim": emb_dim,
-                                            "pooling": pooling, "margin": margin, "scale": scale}
+                                            "pooling": pooling, "margin": margin, "scale": scale, "loss": loss}
         self.embedding = SpeakerEmbedding(in_dim, emb_dim, pooling)
-        self.aam = AAMSoftmax(emb_dim, num_speakers, margin, scale)
+        if loss == "aam":
+            self.aam = AAMSoftmax(emb_dim, num_speakers, margin, scale)
+        else:
+            self.classifier = nn.Linear(emb_dim, num_speakers)
 
     def describe(self) -> dict:
         return dict(self.config)
@@ -90,7 +97,11 @@ class SpeakerHead(nn.Module):
     def forward(self, h: torch.Tensor, frame_mask: Optional[torch.Tensor] = None,
                 labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         emb = self.embedding(h, frame_mask)
-        return emb, (self.aam(emb, labels) if labels is not None else None)
+        if labels is None:
+            return emb, None
+        if self.config["loss"] == "aam":
+            return emb, self.aam(emb, labels)
+        return emb, F.cross_entropy(self.classifier(emb).float(), labels)
 
 
 def cosine_scores(enroll: torch.Tensor, test: torch.Tensor) -> torch.Tensor:

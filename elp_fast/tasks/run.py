@@ -23,7 +23,7 @@ from ..config import ELPConfig
 from .datasets import DataError, TaskData, prepare
 from .recipe import RecipeError, apply_overrides, as_plain, dump, load_recipe, resolve_engine, resolve_model
 
-HEAD_KEYS = {"asr": {"dropout"}, "asv": {"emb_dim", "pooling", "margin", "scale", "score_norm", "cohort_size"},
+HEAD_KEYS = {"asr": {"dropout"}, "asv": {"emb_dim", "pooling", "loss", "margin", "scale", "score_norm", "cohort_size"},
              "ser": {"proj_dim"}, "sic": {"hidden"}}
 CONFIG_NAME = "config.yaml"
 # What must agree for a run directory to be continued (the engine checks its own settings).
@@ -83,7 +83,7 @@ def build_head(task: str, head: dict, in_dim: int, data: TaskData) -> torch.nn.M
 
         return SpeakerHead(in_dim, a["num_speakers"], emb_dim=head.get("emb_dim", 256),
                            pooling=head.get("pooling", "stats"), margin=head.get("margin", 0.2),
-                           scale=head.get("scale", 30.0))
+                           scale=head.get("scale", 30.0), loss=head.get("loss", "aam"))
     if task == "ser":
         from .ser import ClassifierHead
 
