@@ -85,25 +85,34 @@ def voxceleb1(root: PathLike, speakers: Optional[Iterable[str]] = None) -> list[
     return out
 
 
-def voxceleb1_trials(path: PathLike, root: PathLike) -> list[tuple[int, Path, Path]]:
-    """(1 target / 0 non-target, enrolment audio, test audio) per line of a trial list."""
-    path, wav = Path(path), Path(root) / "wav"
+def trial_lines(path: PathLike, item: str = "id/video/n.wav") -> list[tuple[int, int, str, str]]:
+    """(line number, 1 target / 0 non-target, first item, second item) per line of a trial list
+    ("<1|0> <item> <item>"); `item` names the items' form in error messages."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such trial list")
-    trials = []
+    out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise ValueError(f"{path}:{n}: expected '<1|0> <id/video/n.wav> <id/video/n.wav>', got {line!r}")
-        a, b = wav / parts[1], wav / parts[2]
-        for p in (a, b):
+            raise ValueError(f"{path}:{n}: expected '<1|0> <{item}> <{item}>', got {line!r}")
+        out.append((n, int(parts[0]), parts[1], parts[2]))
+    if not out:
+        raise ValueError(f"{path}: holds no trials")
+    return out
+
+
+def voxceleb1_trials(path: PathLike, root: PathLike) -> list[tuple[int, Path, Path]]:
+    """(1 target / 0 non-target, enrolment audio, test audio) per line of a trial list."""
+    wav = Path(root) / "wav"
+    trials = []
+    for n, label, a, b in trial_lines(path):
+        for p in (wav / a, wav / b):
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: named in {path}:{n} but missing")
-        trials.append((int(parts[0]), a, b))
-    if not trials:
-        raise ValueError(f"{path}: holds no trials")
+        trials.append((label, wav / a, wav / b))
     return trials
 
 

@@ -1,4 +1,5 @@
-"""The bank of L-adapters and their learned layer weights (DESIGN.md 2.2)."""
+"""The bank of L-adapters and their learned layer weights (DESIGN.md 2.2), and the plain
+weighted sum of hidden states (the baseline with identity L-adapters)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,7 +10,23 @@ from torch import nn
 from .. import ops
 
 
-class LAdapterBank(nn.Module):
+class _LayerWeights(nn.Module):
+    """The learned layer weights w (softmax-normalised), initialised to 1/L each as the
+    predecessor does (a uniform softmax)."""
+
+    def _init_layer_logits(self) -> None:
+        nn.init.constant_(self.layer_logits, 1.0 / self.layer_logits.numel())
+
+    @property
+    def num_layers(self) -> int:
+        return self.layer_logits.numel()
+
+    def layer_weights(self) -> torch.Tensor:
+        """softmax(w): the share of each tapped layer in H (for inspection and plots)."""
+        return torch.softmax(self.layer_logits.detach().float(), dim=0)
+
+
+class LAdapterBank(_LayerWeights):
     """H = sum_l softmax(w)_l * LN_l(act(X^l W_l + b_l)) over the tapped layers.
 
     The per-layer projections are stored stacked, (L, m, d), which is the layout the fused
@@ -32,16 +49,7 @@ class LAdapterBank(nn.Module):
         nn.init.zeros_(self.proj_b)
         nn.init.ones_(self.ln_w)
         nn.init.zeros_(self.ln_b)
-        # The predecessor initialises the layer weights to 1/L each (a uniform softmax).
-        nn.init.constant_(self.layer_logits, 1.0 / self.layer_logits.numel())
-
-    @property
-    def num_layers(self) -> int:
-        return self.layer_logits.numel()
-
-    def layer_weights(self) -> torch.Tensor:
-        """softmax(w): the share of each tapped layer in H (for inspection and plots)."""
-        return torch.softmax(self.layer_logits.detach().float(), dim=0)
+        self._init_layer_logits()
 
     def forward(self, hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
         return ops.layer_aggregate(hidden_states, self.proj_w, self.proj_b, self.ln_w, self.ln_b,
@@ -52,7 +60,7 @@ class LAdapterBank(nn.Module):
         return f"layers={L}, dim={d}, out_dim={m}, activation={self.activation}"
 
 
-class LayerSum(nn.Module):
+class LayerSum(_LayerWeights):
     """The weighted sum of hidden states (s3prl / SUPERB "featurizer"), the baseline in which
     the L-adapters are identities: H = sum_l softmax(w)_l * X^l; only w trains."""
 
@@ -62,14 +70,7 @@ class LayerSum(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.constant_(self.layer_logits, 1.0 / self.layer_logits.numel())
-
-    @property
-    def num_layers(self) -> int:
-        return self.layer_logits.numel()
-
-    def layer_weights(self) -> torch.Tensor:
-        return torch.softmax(self.layer_logits.detach().float(), dim=0)
+        self._init_layer_logits()
 
     def forward(self, hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
         return ops.weighted_layer_sum(hidden_states, self.layer_logits)

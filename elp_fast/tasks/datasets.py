@@ -248,21 +248,12 @@ def _sic(data, root, corpus, checker, max_seconds, head, splits, kernel, stride)
 # -- ASV ---------------------------------------------------------------------------------------
 
 def _trials_from_manifest(path: Path, ids: dict) -> list[tuple[int, int, int]]:
-    if not path.is_file():
-        raise DataError(f"data.trials: {path} does not exist")
     trials = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise DataError(f"{path}:{n}: expected '<1|0> <id> <id>', got {line!r}")
-        for p in parts[1:]:
+    for n, label, a, b in corpora.trial_lines(path, item="id"):
+        for p in (a, b):
             if p not in ids:
                 raise DataError(f"{path}:{n}: utterance id {p!r} is not in the evaluation manifest")
-        trials.append((int(parts[0]), ids[parts[1]], ids[parts[2]]))
-    if not trials:
-        raise DataError(f"{path}: holds no trials")
+        trials.append((label, ids[a], ids[b]))
     return trials
 
 
