@@ -28,9 +28,9 @@ TRAIN_EPILOG = """\
 methods (--method):
 {methods}
 
-Each recipe (elp_fast/tasks/recipes/TASK.yaml, printed by `--set` errors and saved as
-config.yaml in the run directory) holds the data splits, adapter settings, head, epochs and the
-learning rate of every parameter group per method. Examples:
+Each recipe (elp_fast/tasks/recipes/TASK.yaml; the resolved one is saved as config.yaml in the
+run directory) holds the data splits, adapter settings, head, epochs and the learning rate of
+every parameter group per method. Examples:
 
   elp-fast train --task asr --data /data/librispeech --backbone /models/wavlm-base-plus
   elp-fast train --task sic --data /data/fsc --backbone DIR --method full --output runs/sic-full
@@ -91,7 +91,11 @@ def main(argv=None) -> int:
     from .tasks.datasets import DataError
     from .tasks.recipe import RecipeError
 
-    user_errors = (EngineConfigError, ELPConfigError, DataError, RecipeError, FileNotFoundError, FileExistsError)
+    from .checkpoint import CheckpointError
+    from .engine.checkpoints import ResumeError
+
+    user_errors = (EngineConfigError, ELPConfigError, DataError, RecipeError, CheckpointError, ResumeError,
+                   FileNotFoundError, FileExistsError)
     try:
         if args.command == "demo":
             from .demo import main as demo_main

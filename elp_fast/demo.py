@@ -92,7 +92,6 @@ def demo_recipe(steps: int, seed: int, pretrained: bool) -> dict:
     recipe["methods"] = {"elp": lrs, "head_only": {"head": DEMO_LR}}
     recipe["engine"].update(max_steps=steps, micro_batch_size=16, warmup_steps=max(1, steps // 10), schedule="linear",
                             seed=seed, save_every=0, eval_every=0, log_every=10, resume="never", lr=DEMO_LR)
-    recipe["engine"].pop("lr_points", None)
     return recipe
 
 

@@ -65,7 +65,7 @@ CASES = {
                                                                "100-2000-0000 GO", "100-2000-0000"),
                                      r"100-2000.trans.txt:1: expected '<speaker>-<chapter>-<utt> <TRANSCRIPT>'"),
     "slot value unseen in training": ("sic", lambda r: edit_csv(r / "data/valid_data.csv", ",shoes,", ",socks,"),
-                                      r"valid000.wav|valid004.wav|object 'socks' was not seen in training"),
+                                      r"valid00[37]\.wav \(utterance valid00[37]\): object 'socks' was not seen in training"),
     "slot column missing": ("sic", lambda r: edit_csv(r / "data/train_data.csv", ",location\n", "\n"),
                             r"train_data.csv: lacks the columns \['location'\]"),
     "emotion outside the training classes": ("ser", lambda r: ser_manifests(r, eval_label="bored"),
@@ -84,6 +84,10 @@ CASES = {
     "unknown verify level": ("sic", lambda r: ["--set", "data.verify=quick"], r"data.verify: got 'quick'"),
     "unknown data key": ("sic", lambda r: ["--set", "data.trainn=train"], r"data: unknown key\(s\) \['trainn'\]"),
     "no such corpus root": ("sic", lambda r: ["--data", str(r / "nowhere")], r"--data: .*nowhere is not a directory"),
+    "manifest split missing": ("ser", lambda r: ser_manifests(r) + ["--set", "data.test=test.jsonl"],
+                               r"data.test: .*test.jsonl: no such manifest"),
+    "unknown head loss": ("asv", lambda r: ["--set", "head.loss=arcface"], r"head.loss: got 'arcface'; expected 'aam' or 'softmax'"),
+    "bad cohort size": ("asv", lambda r: ["--set", "head.cohort_size=abc"], r"head.cohort_size: got 'abc'; expected an integer >= 2"),
 }
 
 

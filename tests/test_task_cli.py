@@ -56,33 +56,60 @@ def test_recipe_trains_from_its_fixture_and_eval_reproduces_the_metric(tmp_path,
         assert evaluated[name] == pytest.approx(summary[split][name], abs=1e-6), name
 
 
-def test_a_run_directory_is_continued_only_with_the_same_settings(tmp_path, capsys):
+def test_a_run_directory_is_continued_only_with_the_same_settings(tmp_path):
+    """Killed during its step-4 checkpoint, a run continues from step 2 with the same command;
+    other settings are refused (by the run directory's check, or by the engine's) and change
+    nothing, config.yaml included."""
     data = task_fixtures.fluent_speech_commands(tmp_path / "fsc")
     run = tmp_path / "run"
-    code, log = train(["--task", "sic", "--data", str(data), "--output", str(run)])
-    assert code == 0, log[-4000:]
+    command = ["--task", "sic", "--data", str(data), "--output", str(run), "--max-steps", "4", "--set", "save_every=2"]
+    code, log = cli_run(command, crash_at="4:adapters")
+    assert code == -9, log[-4000:]
+    config = (run / "config.yaml").read_text()
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["train", "--task", "sic", "--data", str(data), "--output", str(run), "--method", "l_only",
-                  "--micro-batch-size", "4"])
-    assert exc.value.code == 2
-    assert "holds a run with other settings (method, model differ)" in capsys.readouterr().err
-    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    for extra, message in ((["--method", "l_only"], "holds a run with other settings (method, model differ)"),
+                           (["--set", "seed=5"], "was written by a run with other settings")):
+        code, log = cli_run(command + extra)
+        assert code == 2 and message in log, log[-3000:]
+        assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+        assert (run / "config.yaml").read_text() == config
+    code, log = cli_run(command)
+    assert code == 0, log[-4000:]
+    assert "resumed from" in log and "step-00000002" in log
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["type"] == "train"]
+    assert steps == [1, 2, 3, 4]
 
 
-def test_two_processes_zero3_with_score_normalisation(tmp_path):
-    """ASV under torchrun: the trial utterances and the AS-norm cohort are split over two
-    processes (ZeRO-3), gathered, and scored once."""
-    data = task_fixtures.voxceleb1(tmp_path / "vox")
+def cli_run(args, crash_at=None):
+    cmd = [sys.executable, "-m", "elp_fast.cli", "train", *args, "--micro-batch-size", "4", "--set", "log_every=1"]
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    if crash_at:
+        env["ELP_FAST_CRASH_AT"] = crash_at
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("task,extra", [("asv", ["--zero-stage", "3", "--set", "head.score_norm=as_norm"]),
+                                        ("sic", ["--zero-stage", "2"])])
+def test_two_processes(tmp_path, task, extra):
+    """Under torchrun: ASV's trial utterances and AS-norm cohort split over two processes (ZeRO-3)
+    and scored once; SIC's valid and test splits gathered (ZeRO-2)."""
+    data = task_fixtures.BUILDERS[task](tmp_path / "corpus")
     run = tmp_path / "run"
-    code, log = train(["--task", "asv", "--data", str(data), "--output", str(run), "--zero-stage", "3",
-                       "--set", "head.score_norm=as_norm"], procs=2, micro=2)
+    code, log = train(["--task", task, "--data", str(data), "--output", str(run), *extra], procs=2, micro=2)
     assert code == 0, log[-4000:]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["world_size"] == 2 and {"EER%", "EER%_raw", "minDCF"} <= set(summary["eval"])
+    assert summary["world_size"] == 2
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     lrs = next(r["lr"] for r in records if r["type"] == "train")
-    assert lrs["head"] == pytest.approx(5e-4 * 0.3)  # the recipe's head rate x its first epoch's factor
+    if task == "asv":
+        assert {"EER%", "EER%_raw", "minDCF"} <= set(summary["eval"])
+        assert lrs["head"] == pytest.approx(5e-4 * 0.3)  # the recipe's head rate x its first epoch's factor
+    else:
+        assert "accuracy" in summary["eval"] and "accuracy" in summary["test"]
+        assert cli.main(["eval", "--run", str(run)]) == 0  # one process, the same test accuracy
+        assert json.loads((run / "eval-test.json").read_text())["accuracy"] == pytest.approx(summary["test"]["accuracy"])
 
 
 def test_backbone_from_a_local_checkpoint_directory(tmp_path):

@@ -64,8 +64,8 @@ class AudioDataset(Dataset):
 
 def pad_collate(items: Sequence[dict]) -> dict:
     """Zero-pad audio to the longest item (attention_mask marks real samples); integer labels
-    (or equal-shape label tensors, e.g. one id per slot) are stacked, label sequences of
-    varying length padded with -100 (ignored by the CTC loss); item indices are kept."""
+    are stacked, 1-D label tensors (CTC targets, or one id per slot) padded with -100 to the
+    longest (the CTC loss ignores it); item indices are kept."""
     if not items:
         raise ValueError("pad_collate: empty batch")
     lengths = [it["input_values"].numel() for it in items]
@@ -82,8 +82,6 @@ def pad_collate(items: Sequence[dict]) -> dict:
             for row, t in enumerate(labels):
                 out[row, :t.numel()] = t
             batch["labels"] = out
-        elif isinstance(labels[0], torch.Tensor):
-            batch["labels"] = torch.stack(labels)
         else:
             batch["labels"] = torch.as_tensor(labels)
     if "index" in items[0]:

@@ -62,9 +62,12 @@ def espeak() -> str:
 
 def variants() -> list[str]:
     """The voice variants this espeak-ng offers (the file names below espeak-ng-data/voices/!v)."""
-    out = subprocess.run([espeak(), "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    names = {line.split()[4].split("/", 1)[-1] for line in out.splitlines()[1:] if len(line.split()) >= 5}
-    return sorted(names - _SKIP_VARIANTS)
+    lines = subprocess.run([espeak(), "--voices=variant"], capture_output=True, text=True, check=True).stdout.splitlines()
+    column = lines[0].index("File")  # the table is fixed-width; one file name has a space in it
+    names = {line[column:].strip().split("/", 1)[-1] for line in lines[1:] if line[column:].strip()}
+    # A name with a space cannot follow "+" in a voice name: espeak-ng would silently use the plain
+    # accent voice, which is not a variant of its own.
+    return sorted(n for n in names - _SKIP_VARIANTS if " " not in n)
 
 
 def synthesise(text: str, voice: Voice, speed: int, pitch: int) -> torch.Tensor:

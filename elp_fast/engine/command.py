@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import distributed
 from .config import EngineConfig, EngineConfigError, load_yaml
 
 TASK_HELP = "tones (synthetic, no data needed), asr, asv, ser or sic (a recipe; needs --data)"
@@ -48,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     e.add_argument("--activation-checkpointing", help="'all', 'none' or comma-separated layer indices")
     t = p.add_argument_group("--task tones only")
-    t.add_argument("--train-size", type=int, default=256, help="synthetic training utterances")
-    t.add_argument("--eval-size", type=int, default=64, help="synthetic evaluation utterances")
-    t.add_argument("--seconds", type=float, default=1.0, help="length of each synthetic utterance")
+    t.add_argument("--train-size", type=int, help="synthetic training utterances (default 256)")
+    t.add_argument("--eval-size", type=int, help="synthetic evaluation utterances (default 64)")
+    t.add_argument("--seconds", type=float, help="length of each synthetic utterance (default 1.0)")
 
 
 def engine_flags(args: argparse.Namespace) -> dict:
@@ -122,18 +123,26 @@ def accuracy(model, batch) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    tone_flags = [f for f in ("train_size", "eval_size", "seconds") if getattr(args, f) is not None]
     if args.task != "tones":
         from ..tasks.run import train
 
+        if tone_flags:
+            raise EngineConfigError(f"--{tone_flags[0].replace('_', '-')}: only for --task tones")
         if args.data is None:
             raise EngineConfigError(f"--data: --task {args.task} needs the corpus root (see `elp-fast train --help`)")
-        return train(args, engine_flags(args))
+        train(args, engine_flags(args))
+        distributed.shutdown()
+        return 0
     from ..data import ToneDataset
     from .trainer import Trainer
 
     if args.data is not None or args.method != "elp":
         raise EngineConfigError("--data / --method: only for the recipe tasks (--task asr|asv|ser|sic)")
     config = build_config(args)
+    for name, default in (("train_size", 256), ("eval_size", 64), ("seconds", 1.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     for name in ("train_size", "eval_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: got {getattr(args, name)}; expected >= 1")
@@ -143,4 +152,5 @@ def main(args: argparse.Namespace) -> int:
     summary = trainer.train()
     if trainer.rank == 0 and summary["stopped"] is None:
         print(f"adapters: {summary['checkpoint']}/adapters  (load with ELPModel.load_adapters)")
+    distributed.shutdown()
     return 0

@@ -65,6 +65,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """After a successful run: wait for every process, then tear the process group down. Left to
+    the interpreter's exit, a torchrun worker sometimes aborted ("terminate called without an
+    active exception") after its work was done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_sum(values: list[float]) -> list[float]:
     """Sum a few floats over every process (fp64 on the training device)."""
     import torch.distributed as dist

@@ -175,6 +175,12 @@ class Trainer:
             if isinstance(p, torch.nn.Parameter):
                 register_external_parameter(m, p)
 
+    def setup(self) -> None:
+        """Start DeepSpeed and, when resuming, check and load the checkpoint (train() and
+        evaluate() call it; call it first to know that a run can start before writing anything
+        of your own beside it)."""
+        self._setup()
+
     def _setup(self) -> None:
         if self.engine is not None:
             return
@@ -185,16 +191,17 @@ class Trainer:
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = dist.device()
         self._plan = self._batch_plan(self.world)
-        if self.rank == 0:
-            self.ckpt_root.mkdir(parents=True, exist_ok=True)
-            for p in ckpt.clean_stale(self.ckpt_root):
-                log.warning("removed an incomplete checkpoint left by an interrupted run: %s", p)
-        dist.barrier()
         resume = self._resume_dir()
         resume_state = ckpt.read_state(resume) if resume is not None else None
         if resume is not None:
             self._check_compatible(resume, resume_state)
             self.model.load_adapters(resume / ckpt.ADAPTERS_DIR)  # before DeepSpeed copies weights
+        # Only a run that goes ahead touches the folder (a refused resume leaves it as it was).
+        if self.rank == 0:
+            self.ckpt_root.mkdir(parents=True, exist_ok=True)
+            for p in ckpt.clean_stale(self.ckpt_root):
+                log.warning("removed an incomplete checkpoint left by an interrupted run: %s", p)
+        dist.barrier()
         # Each process draws its own dropout / SpecAugment masks.
         train_state.seed_everything(cfg.seed + self.rank)
         self._groups = self._param_groups()
@@ -240,7 +247,7 @@ class Trainer:
         now = self.config.to_dict()
         # These change which batch a step sees or its arithmetic: resuming would not continue the run.
         fixed = ("micro_batch_size", "batch_seconds", "grad_accum_steps", "seed", "lr", "group_lr", "weight_decay", "betas",
-                 "adam_eps", "schedule", "warmup_steps", "min_lr_ratio", "grad_clip", "precision")
+                 "adam_eps", "schedule", "lr_points", "warmup_steps", "min_lr_ratio", "grad_clip", "precision")
         diff = {k: (before.get(k), now[k]) for k in fixed if k in before and before.get(k) != now[k]}
         if saved.get("world_size") != self.world:
             diff["world_size"] = (saved.get("world_size"), self.world)
@@ -421,7 +428,12 @@ class Trainer:
         the training run are left untouched. dataset / evaluator: another split (e.g. the test
         set) and its evaluator; records carry the split's name. Batches without labels (e.g.
         speaker-verification trials) give no loss."""
-        dataset = self.eval_dataset if dataset is None else as_dataset(dataset, "dataset")[0]
+        collate = self.eval_collate or self.collate
+        if dataset is None:
+            dataset = self.eval_dataset
+        else:
+            dataset, own = as_dataset(dataset, "dataset")
+            collate = own or collate
         evaluator = self.evaluator if evaluator is None else evaluator
         if dataset is None:
             raise ValueError("evaluate: the Trainer was built without eval_data")
@@ -435,7 +447,7 @@ class Trainer:
             evaluator.reset()
         try:
             with torch.no_grad():
-                for batch, real in eval_batches(dataset, self.eval_collate or self.collate, micro=cfg.micro_batch_size,
+                for batch, real in eval_batches(dataset, collate, micro=cfg.micro_batch_size,
                                                 world=self.world, rank=self.rank,
                                                 limit=cfg.eval_batches if max_batches is None else max_batches):
                     batch = _to_device(batch, self.device)

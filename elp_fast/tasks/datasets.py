@@ -109,12 +109,15 @@ def _splits(value: Any, key: str) -> list[str]:
 def _read(corpus: str, root: Path, split: Any, key: str) -> list[Utterance]:
     out: list[Utterance] = []
     for name in _splits(split, key):
-        if corpus == "librispeech":
-            out += corpora.librispeech(root, name)
-        elif corpus == "fluent_speech_commands":
-            out += corpora.fluent_speech_commands(root, name)
-        else:
-            out += corpora.manifest(root / name)
+        try:
+            if corpus == "librispeech":
+                out += corpora.librispeech(root, name)
+            elif corpus == "fluent_speech_commands":
+                out += corpora.fluent_speech_commands(root, name)
+            else:
+                out += corpora.manifest(root / name)
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"data.{key}: {exc}") from None
     return out
 
 

@@ -56,22 +56,32 @@ def load_recipe(task: Optional[str] = None, path: Optional[str] = None) -> dict:
 
 
 def apply_overrides(recipe: dict, items: Sequence[str]) -> dict:
-    """`section.key=value` (VALUE in YAML syntax); a bare `key=value` names an engine field."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in recipe.items()}
+    """`section.key=value` (VALUE in YAML syntax; deeper keys reach into mappings, e.g.
+    methods.elp.head=1e-3 or engine.group_lr.head=1e-3); a bare `key=value` names an engine
+    field."""
+    import copy
+
+    out = copy.deepcopy(recipe)
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise RecipeError(f"--set: got {item!r}; expected SECTION.KEY=VALUE (e.g. engine.lr=1e-3)")
-        section, dot, field = key.partition(".")
-        if not dot:
-            section, field = "engine", key
-        if section not in SECTIONS[1:] or not field:
-            raise RecipeError(f"--set {item!r}: unknown section {section!r}; expected one of {SECTIONS[1:]}")
+        path = key.split(".")
+        if len(path) == 1:
+            path = ["engine", key]
+        if path[0] not in SECTIONS[1:] or not all(path):
+            raise RecipeError(f"--set {item!r}: unknown section {path[0]!r}; expected one of {SECTIONS[1:]}")
         try:
-            out[section][field] = load_yaml(value)
+            parsed = load_yaml(value)
         except Exception as exc:
             raise RecipeError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+        node = out
+        for depth, name in enumerate(path[:-1]):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {item!r}: {'.'.join(path[:depth + 1])} is not a mapping")
+        node[path[-1]] = parsed
     return out
 
 
@@ -119,14 +129,13 @@ def resolve_engine(recipe: dict, method: str, steps_per_epoch: int, fixed: dict)
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         return EngineConfig.from_dict(data)  # EngineConfig names the bad max_steps
     per_epoch = total / epochs
-    if train.get("epoch_lr_factors") is not None:
+    if train.get("epoch_lr_factors") is not None and data.setdefault("schedule", "piecewise") == "piecewise":
         factors = train["epoch_lr_factors"]
         points: list = []
         for step in range(total):  # the factor of the epoch each step falls in
             f = float(factors[min(epochs - 1, int(step / per_epoch))])
             if not points or points[-1][1] != f:
                 points.append([step, f])
-        data.setdefault("schedule", "piecewise")
         data.setdefault("lr_points", points)
     if train.get("warmup_epochs"):
         data.setdefault("warmup_steps", min(total, int(train["warmup_epochs"] * per_epoch)))

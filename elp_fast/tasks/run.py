@@ -23,11 +23,32 @@ from ..config import ELPConfig
 from .datasets import DataError, TaskData, prepare
 from .recipe import RecipeError, apply_overrides, as_plain, dump, load_recipe, resolve_engine, resolve_model
 
-HEAD_KEYS = {"asr": {"dropout"}, "asv": {"emb_dim", "pooling", "loss", "margin", "scale", "score_norm", "cohort_size"},
-             "ser": {"proj_dim"}, "sic": {"hidden"}}
+def _int_at_least(n: int):
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n), f"an integer >= {n}"
+
+
+def _number_in(lo: float, hi: float, closed_hi: bool = False):
+    ok = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+          and lo <= v and (v <= hi if closed_hi else v < hi))
+    return ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}"
+
+
+def _one_of(*choices):
+    return (lambda v: v in choices), " or ".join(map(repr, choices))
+
+
+# Head settings per task: key -> (check, what is expected). Checked before any data is read.
+HEAD_FIELDS = {
+    "asr": {"dropout": _number_in(0, 1)},
+    "asv": {"emb_dim": _int_at_least(1), "pooling": _one_of("mean", "stats"), "loss": _one_of("aam", "softmax"),
+            "margin": _number_in(0, 1.5), "scale": _number_in(1e-6, 1e6, True),
+            "score_norm": _one_of("none", "as_norm"), "cohort_size": _int_at_least(2)},
+    "ser": {"proj_dim": _int_at_least(1)},
+    "sic": {"hidden": _int_at_least(1)},
+}
 CONFIG_NAME = "config.yaml"
 # What must agree for a run directory to be continued (the engine checks its own settings).
-SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head")
+SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head", "labels")
 RANDOM_SIZES = ("small", "mini", "base")
 
 
@@ -69,10 +90,18 @@ def build_backbone(spec: str, seed: int) -> tuple[torch.nn.Module, str]:
     return model, f"pretrained weights from {path.resolve()}"
 
 
-def build_head(task: str, head: dict, in_dim: int, data: TaskData) -> torch.nn.Module:
-    unknown = sorted(set(head) - HEAD_KEYS[task])
+def check_head(task: str, head: dict) -> None:
+    fields = HEAD_FIELDS[task]
+    unknown = sorted(set(head) - set(fields))
     if unknown:
-        raise RecipeError(f"head: unknown key(s) {unknown} for task {task}; expected {sorted(HEAD_KEYS[task])}")
+        raise RecipeError(f"head: unknown key(s) {unknown} for task {task}; expected {sorted(fields)}")
+    for key, value in head.items():
+        ok, expected = fields[key]
+        if not ok(value):
+            raise RecipeError(f"head.{key}: got {value!r}; expected {expected}")
+
+
+def build_head(task: str, head: dict, in_dim: int, data: TaskData) -> torch.nn.Module:
     a = data.head_args
     if task == "asr":
         from .asr import CTCHead
@@ -116,6 +145,7 @@ def _steps_per_epoch(dataset, engine: dict, seed: int) -> int:
 def build(task: str, recipe: dict, method: str, backbone_spec: str, data_root: Any, splits) -> tuple:
     """(model, data, backbone description, ELPConfig): everything checked, nothing written."""
     model_cfg = resolve_model(recipe, method)
+    check_head(task, recipe["head"])
     seed = recipe["engine"].get("seed", 0)
     backbone, description = build_backbone(backbone_spec, seed)
     hf = backbone.config
@@ -165,11 +195,14 @@ def train_recipe(recipe: dict, method: str, backbone_spec: str, data_root: Any, 
     fixed.setdefault("output_dir", recipe["engine"].get("output_dir", f"runs/{task}-{method}"))
     steps_per_epoch = _steps_per_epoch(data.train, {**recipe["engine"], **fixed}, seed)
     engine_cfg = resolve_engine(recipe, method, steps_per_epoch, fixed)
+    if task == "asv" and engine_cfg.eval_batches:
+        raise RecipeError(f"engine.eval_batches: got {engine_cfg.eval_batches}; ASV scores the whole trial list, "
+                          "expected 0")
     backbone = backbone_spec if backbone_spec in RANDOM_SIZES else str(Path(backbone_spec).resolve())
     config = as_plain({"task": task, "method": method, "backbone": backbone,
                        "data_root": str(Path(data_root).resolve()), "data": recipe["data"],
                        "model": model_cfg.to_dict(), "head": recipe["head"], "train": recipe["train"],
-                       "engine": engine_cfg.to_dict()})
+                       "labels": data.labels, "engine": engine_cfg.to_dict()})
     out = Path(engine_cfg.output_dir)
     _check_run_dir(out, config)
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -179,14 +212,15 @@ def train_recipe(recipe: dict, method: str, backbone_spec: str, data_root: Any, 
         sizes = ", ".join(f"{s} {len(d)}" for s, d in (("train", data.train), ("eval", data.eval),
                                                          ("test", data.test)) if d is not None)
         print(f"data: {sizes} utterances; {engine_cfg.max_steps} steps; run directory {out}")
-    if rank0:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / CONFIG_NAME, dump(config).encode())
     trainer = Trainer(model, engine_cfg, data.train, data.eval, collate_fn=pad_collate,
                       evaluator=data.evaluator("eval") if data.eval is not None else None)
+    trainer.setup()  # a checkpoint it cannot resume is refused here, before config.yaml changes
+    if rank0:
+        _write_atomic(out / CONFIG_NAME, dump(config).encode())
     summary = trainer.train()
     if data.test is not None and summary["stopped"] is None:
-        summary["test"] = trainer.evaluate(dataset=data.test, evaluator=data.evaluator("test"), split="test")
+        summary["test"] = trainer.evaluate(max_batches=0, dataset=data.test, evaluator=data.evaluator("test"),
+                                           split="test")
         if rank0:
             _write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
             print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
@@ -225,6 +259,10 @@ def evaluate(args) -> int:
     dataset = getattr(data, split)
     if dataset is None:
         raise DataError(f"--split: the {task} recipe of this run has no {split!r} split")
+    changed = [k for k in config.get("labels", {}) if config["labels"][k] != as_plain(data.labels.get(k))]
+    if changed:
+        raise DataError(f"--data: the labels read now differ from the run's ({', '.join(changed)}: see "
+                        f"{path}); the adapters' head would be read with other classes")
     model.load_adapters(adapters)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # fp32 on either
     model.to(device).eval()
