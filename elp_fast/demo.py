@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--backbone", metavar="DIR",
                    help="a local pretrained checkpoint (WavLM, wav2vec 2.0, HuBERT, data2vec-audio) instead "
                         "of the random WavLM-shaped one")
-    p.add_argument("--steps", type=int, default=360, help="optimizer steps per model (default 360)")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps per model (default 300)")
     p.add_argument("--train-voices", type=int, default=36, help="training voices (default 36)")
     p.add_argument("--test-voices", type=int, default=8, help="held-out test voices (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, backbone and training (default 0)")
@@ -150,7 +150,7 @@ def plot(output: Path, runs: dict, layer_weights: Optional[list]) -> list[Path]:
     return paths
 
 
-def run_demo(output="demo_output", *, steps: int = 360, seed: int = 0, backbone: Optional[str] = None,
+def run_demo(output="demo_output", *, steps: int = 300, seed: int = 0, backbone: Optional[str] = None,
              train_voices: int = 36, test_voices: int = 8) -> dict:
     from .checkpoint import _write_atomic
     from .data import spoken_commands
