@@ -43,6 +43,13 @@ def init() -> None:
     dev = device()
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    elif os.environ.get("WORLD_SIZE") == "1":
+        # DeepSpeed's shared-memory all-reduce speeds up several CPU processes; alone it has nothing
+        # to do, yet a new environment compiles it first (about 30 s). DeepSpeed keeps this table
+        # for such edits.
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="nccl" if dev.type == "cuda" else "gloo", verbose=False)
 
 
