@@ -8,7 +8,7 @@ import torch
 
 sf = pytest.importorskip("soundfile")
 
-from elp_fast.data.audio import AudioError, load_audio, resample  # noqa: E402
+from elp_fast.data.audio import AudioError, audio_seconds, load_audio, resample  # noqa: E402
 
 
 def tone(rate, seconds=0.5, freq=440.0, channels=1):
@@ -101,3 +101,23 @@ def test_bad_audio_is_named(tmp_path, kind, error, message):
 def test_bad_resample_rates():
     with pytest.raises(ValueError, match="orig must be a positive integer"):
         resample(torch.zeros(10), 0, 16000)
+
+
+def test_header_checks_agree_with_loading(tmp_path):
+    """audio_seconds (data.verify=header) applies load_audio's header checks without decoding."""
+    sf.write(tmp_path / "a.wav", tone(16000, 0.75), 16000)
+    assert audio_seconds(tmp_path / "a.wav") == pytest.approx(0.75)
+    assert audio_seconds(tmp_path / "a.wav") == load_audio(tmp_path / "a.wav").numel() / 16000
+    sf.write(tmp_path / "b.wav", tone(8000, 0.5), 8000)
+    assert audio_seconds(tmp_path / "b.wav", allow_resample=True) == pytest.approx(0.5)
+    sf.write(tmp_path / "s.wav", tone(16000, channels=2), 16000)
+    sf.write(tmp_path / "short.wav", tone(16000, 0.01), 16000)
+    (tmp_path / "t.wav").write_text("not audio")
+    for name, message in (("b.wav", "sampled at 8000 Hz"), ("s.wav", "has 2 channels"),
+                          ("short.wav", "160 samples"), ("t.wav", "not a readable audio file")):
+        with pytest.raises(AudioError, match=message):
+            audio_seconds(tmp_path / name)
+        with pytest.raises(AudioError, match=message):
+            load_audio(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no such audio file"):
+        audio_seconds(tmp_path / "missing.wav")

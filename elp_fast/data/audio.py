@@ -49,6 +49,30 @@ def resample(x: torch.Tensor, orig: int, new: int, *, lowpass_filter_width: int 
     return y[:, :length].reshape(*shape[:-1], length)
 
 
+def _open_check(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file")
+
+
+def _channels_error(path: Path, channels: int) -> AudioError:
+    return AudioError(f"{path}: has {channels} channels; expected mono audio (downmix=True, or "
+                      "data.downmix=true in a recipe, averages the channels)")
+
+
+def _rate_error(path: Path, rate: int, sampling_rate: int) -> AudioError:
+    return AudioError(f"{path}: sampled at {rate} Hz; expected {sampling_rate} Hz (resample the data set, or "
+                      "resample on loading with allow_resample=True, data.allow_resample=true in a recipe)")
+
+
+def _check_length(path: Path, samples: int, sampling_rate: int, min_samples: int) -> None:
+    if samples < min_samples:
+        raise AudioError(f"{path}: {samples} samples ({1000 * samples / sampling_rate:.1f} ms); expected at "
+                         f"least {min_samples} ({1000 * min_samples / sampling_rate:.0f} ms), the encoder's "
+                         "receptive field")
+
+
 def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_RATE, allow_resample: bool = False,
                downmix: bool = False, min_samples: int = 400) -> torch.Tensor:
     """Mono float32 samples of `path` at `sampling_rate`, shape (samples,).
@@ -60,10 +84,7 @@ def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_R
     import soundfile as sf
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such audio file")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a file")
+    _open_check(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -71,8 +92,7 @@ def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_R
     frames, channels = data.shape
     if channels != 1:
         if not downmix:
-            raise AudioError(f"{path}: has {channels} channels; expected mono audio (downmix=True, or "
-                             "data.downmix=true in a recipe, averages the channels)")
+            raise _channels_error(path, channels)
         data = data.mean(axis=1, keepdims=True)
     if frames == 0:
         raise AudioError(f"{path}: holds no samples")
@@ -81,12 +101,28 @@ def load_audio(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_R
         raise AudioError(f"{path}: contains NaN or Inf samples; expected finite audio")
     if rate != sampling_rate:
         if not allow_resample:
-            raise AudioError(f"{path}: sampled at {rate} Hz; expected {sampling_rate} Hz (resample the data "
-                             "set, or resample on loading with allow_resample=True, data.allow_resample=true in "
-                             "a recipe)")
+            raise _rate_error(path, rate, sampling_rate)
         x = resample(x, rate, sampling_rate)
-    if x.numel() < min_samples:
-        raise AudioError(f"{path}: {x.numel()} samples ({1000 * x.numel() / sampling_rate:.1f} ms); expected at "
-                         f"least {min_samples} ({1000 * min_samples / sampling_rate:.0f} ms), the encoder's "
-                         "receptive field")
+    _check_length(path, x.numel(), sampling_rate, min_samples)
     return x
+
+
+def audio_seconds(path: Union[str, os.PathLike], *, sampling_rate: int = SAMPLING_RATE,
+                  allow_resample: bool = False, downmix: bool = False, min_samples: int = 400) -> float:
+    """The checks of load_audio that the file's header allows (readable, rate, channels, length),
+    without decoding it; returns its duration in seconds at `sampling_rate`."""
+    import soundfile as sf
+
+    path = Path(path)
+    _open_check(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+    if info.channels != 1 and not downmix:
+        raise _channels_error(path, info.channels)
+    if info.samplerate != sampling_rate and not allow_resample:
+        raise _rate_error(path, info.samplerate, sampling_rate)
+    samples = info.frames * sampling_rate // info.samplerate
+    _check_length(path, samples, sampling_rate, min_samples)
+    return samples / sampling_rate

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import SAMPLING_RATE
 from ..data import corpora
-from ..data.audio import AudioError, load_audio
+from ..data.audio import AudioError, audio_seconds, load_audio
 from ..data.corpora import Utterance
 from ..data.dataset import AudioDataset
 from . import evaluators
@@ -68,8 +68,6 @@ class _Checker:
                      "downmix": bool(data.get("downmix", False)), "min_samples": min_samples}
 
     def seconds(self, utterances: Sequence[Utterance], what: str) -> list[float]:
-        import soundfile as sf
-
         out = []
         show = len(utterances) >= 500
         if show:
@@ -78,21 +76,7 @@ class _Checker:
             if self.level == "full":
                 out.append(load_audio(u.path, **self.load).numel() / SAMPLING_RATE)
             else:
-                try:
-                    info = sf.info(str(u.path))
-                except Exception as exc:
-                    raise AudioError(f"{u.path}: not a readable audio file ({exc})") from None
-                if info.channels != 1 and not self.load["downmix"]:
-                    raise AudioError(f"{u.path}: has {info.channels} channels; expected mono audio (set "
-                                     "data.downmix=true to average the channels)")
-                if info.samplerate != SAMPLING_RATE and not self.load["allow_resample"]:
-                    raise AudioError(f"{u.path}: sampled at {info.samplerate} Hz; expected {SAMPLING_RATE} Hz "
-                                     "(resample the data set, or set data.allow_resample=true)")
-                samples = info.frames * SAMPLING_RATE // info.samplerate
-                if samples < self.load["min_samples"]:
-                    raise AudioError(f"{u.path}: {samples} samples; expected at least {self.load['min_samples']}, "
-                                     "the encoder's receptive field")
-                out.append(samples / SAMPLING_RATE)
+                out.append(audio_seconds(u.path, **self.load))
             if show and n % 2000 == 0:
                 print(f"  {n}/{len(utterances)}", flush=True)
         return out
