@@ -1,12 +1,16 @@
-"""Training-step time and peak memory of the engine, with and without activation checkpointing.
+"""Training-step time and peak memory of the engine (DeepSpeed), across ZeRO stages and
+activation checkpointing.
 
 Default (the GPU run): a Base-sized random WavLM (12 layers, d = 768) with the default ELP
 adapters (r = 256, m = 512, 8 pseudo frames), bf16, ZeRO-2, 8 utterances of 4 s per step, on the
-synthetic tone task. Each checkpointing setting runs in its own process (clean peak-memory
-counters); step times are the per-step wall times after the warm-up steps, from the engine's
-metrics.jsonl (the engine synchronises every step: it all-reduces the loss).
+synthetic tone task, with and without activation checkpointing. `--backbone` also takes the
+real-shaped backbones of benchmarks/e2e_models.py (e.g. xls-r-1b, for ZeRO-2 against ZeRO-3:
+`--zero-stages 2,3`). Each setting runs in its own process (clean peak-memory counters); step
+times are the per-step wall times after the warm-up steps, from the engine's metrics.jsonl (the
+engine synchronises every step: it all-reduces the loss).
 
     python benchmarks/bench_engine.py --out benchmarks/results/<card>-engine.csv
+    python benchmarks/bench_engine.py --backbone xls-r-1b --seconds 16 --zero-stages 2,3 --checkpointing all
     python benchmarks/bench_engine.py --smoke      # CPU: small backbone, a few steps
 """
 from __future__ import annotations
@@ -20,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from e2e_models import BACKBONES
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["device", "backbone", "precision", "zero_stage", "checkpointing", "micro_batch", "seconds",
@@ -35,7 +41,14 @@ def one_run(args) -> dict:
     from elp_fast.data import ToneDataset
     from elp_fast.engine import EngineConfig, Trainer
 
-    model = build_model(argparse.Namespace(backbone=args.backbone))
+    if args.backbone in ("small", "base"):
+        model = build_model(argparse.Namespace(backbone=args.backbone))
+    else:  # a real-shaped backbone with the default ELP adapters and a 2-class head (the tones)
+        import elp_fast
+        from e2e_models import hf_classifier
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # fast initialisation
+        model = elp_fast.wrap(hf_classifier(args.backbone, device, seed=0, num_labels=2))
     steps = args.warmup + args.steps
     cfg = EngineConfig(output_dir=args.run_dir, max_steps=steps, micro_batch_size=args.micro_batch_size,
                        precision=args.precision, zero_stage=args.zero_stage, lr=1e-3,
@@ -63,9 +76,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="CPU check: small backbone, fp32, 2 + 2 steps")
     p.add_argument("--out", help="CSV to write (default: print only)")
-    p.add_argument("--backbone", choices=["small", "base"], default="base")
+    p.add_argument("--backbone", choices=["small", "base", *BACKBONES], help="default: base (smoke: small)")
     p.add_argument("--precision", default="bf16")
-    p.add_argument("--zero-stage", type=int, default=2)
+    p.add_argument("--zero-stages", default="2", help="comma list of ZeRO stages to compare (1, 2, 3)")
+    p.add_argument("--zero-stage", type=int, default=2, help=argparse.SUPPRESS)
     p.add_argument("--micro-batch-size", type=int, default=8)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -75,17 +89,20 @@ def main() -> int:
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.smoke:
-        args.backbone, args.precision, args.micro_batch_size, args.seconds = "small", "fp32", 2, 0.5
+        args.backbone = args.backbone or "small"
+        args.precision, args.micro_batch_size, args.seconds = "fp32", 2, 0.5
         args.steps, args.warmup = 2, 2
+    args.backbone = args.backbone or "base"
     if args.child:
         print("ROW " + json.dumps(one_run(args)), flush=True)
         return 0
 
     rows = []
-    for setting in args.checkpointing.split(","):
+    settings = [(z, c) for z in args.zero_stages.split(",") for c in args.checkpointing.split(",")]
+    for zero, setting in settings:
         with tempfile.TemporaryDirectory() as run_dir:
             cmd = [sys.executable, __file__, "--child", "--run-dir", run_dir, "--backbone", args.backbone,
-                   "--precision", args.precision, "--zero-stage", str(args.zero_stage),
+                   "--precision", args.precision, "--zero-stage", zero,
                    "--micro-batch-size", str(args.micro_batch_size), "--seconds", str(args.seconds),
                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--checkpointing", setting]
             env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -93,14 +110,15 @@ def main() -> int:
             found = [line[4:] for line in proc.stdout.splitlines() if line.startswith("ROW ")]
             if proc.returncode != 0 or not found:
                 print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-                print(f"checkpointing={setting}: failed (exit {proc.returncode})", file=sys.stderr)
+                print(f"zero_stage={zero} checkpointing={setting}: failed (exit {proc.returncode})", file=sys.stderr)
                 return 1
             rows.append(json.loads(found[0]))
             print(" ".join(f"{k}={rows[-1][k]}" for k in FIELDS), flush=True)
-    if len(rows) == 2:
-        a, b = rows
-        print(f"checkpointing {b['checkpointing']} vs {a['checkpointing']}: step time x"
-              f"{b['step_ms_median'] / a['step_ms_median']:.2f}, peak memory x{b['peak_memory_mib'] / a['peak_memory_mib']:.2f}")
+    for a, b in zip(rows, rows[1:]):  # each setting against the one before it
+        what = " ".join(f"{k} {b[k]} vs {a[k]}" for k in ("zero_stage", "checkpointing") if a[k] != b[k])
+        if what:
+            print(f"{what}: step time x{b['step_ms_median'] / a['step_ms_median']:.2f}, "
+                  f"peak memory x{b['peak_memory_mib'] / a['peak_memory_mib']:.2f}")
     if args.smoke:
         print("smoke mode: CPU, tiny sizes; the numbers only show that the script works")
     if args.out:

@@ -159,10 +159,11 @@ class ELPModel(nn.Module):
         backbone_groups = self._backbone_groups()
         total = 0
         for name, p in self.named_parameters():
-            total += p.numel()
+            n = getattr(p, "ds_numel", None) or p.numel()  # ZeRO-3 leaves an empty shard in p
+            total += n
             if p.requires_grad:
                 group = self.parameter_group(name, backbone_groups)
-                counts[group] = counts.get(group, 0) + p.numel()
+                counts[group] = counts.get(group, 0) + n
         counts["trainable"] = sum(counts.values())
         counts["trainable_no_head"] = counts["trainable"] - counts["task head"]
         counts["total"] = total
