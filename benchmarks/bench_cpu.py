@@ -1,4 +1,5 @@
-"""CPU rows: the compiled CPU ops (`native`) against the reference, at the realistic shapes.
+"""CPU rows: the compiled CPU ops (`native`) against the reference, the eager composition a user
+writes and torch.compile of it, at the realistic shapes.
 
     python benchmarks/bench_cpu.py            # this machine, about 10 minutes on 2 cores
     python benchmarks/bench_cpu.py --smoke    # tiny shapes, checks the script (tests run it)
@@ -6,16 +7,19 @@
 Shapes (one training step of 8 x 16 s utterances): N = 6,392 frames; the E-adapter at r = 256
 with d = 768 (Base: post-LN layer, so residual + post-LN) and d = 1,024 (Large: pre-LN, residual
 only); the L aggregation at m = 512 and weighted_layer_sum, for L in {13, 25} and d in {768, 1024};
-float32 and bfloat16. Both providers of a configuration are timed in the same run, interleaved
-over rounds (PERFORMANCE.md 3); CPU numbers are quoted only as ratios. A correctness gate (the
-TESTING.md rule on the first 1,024 rows against a float64 gold) runs first. The summary reads the
-extension issue's acceptance off the rows: native >= 1.2x the reference for forward + backward of
-both composite ops.
+float32 and bfloat16. Providers: `reference` (elp_fast's spec op), `native` (the compiled CPU
+ops), `eager` (the module composition of bench_ops.py) and `compile` (torch.compile of it,
+Inductor; its compile seconds are the rows' first_call_s). All providers of a configuration are
+timed in the same run, interleaved over rounds (PERFORMANCE.md 3); CPU numbers are quoted only as
+ratios. A correctness gate (the TESTING.md rule on the first 1,024 rows against a float64 gold)
+runs first; a provider that fails it is reported and not timed. GB/s and % of floor use the
+bytes of bench_ops.py over this machine's copy bandwidth, measured in the same run. The summary
+reads the extension issue's acceptance off the rows: native >= 1.2x the reference for forward +
+backward of both composite ops.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import sys
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 import torch
 
 import harness
-from bench_ops import _first_rows, _leaves, aggregate_case, bottleneck_case, wsum_case
+from bench_ops import _compiled, _first_rows, _leaves, aggregate_case, bottleneck_case, wsum_case
 from elp_fast import ops
 from elp_fast.ops import _native
 from numerics import run
@@ -77,27 +81,46 @@ def _provider(op: str, backend: str):
     return lambda **kw: ops.weighted_layer_sum(**kw, backend=backend)
 
 
-def bench(case: dict, dtype, rounds: int, samples: int, env: dict) -> list:
+def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: list, smoke: bool,
+          bandwidth: float) -> list:
     fns = {b: _provider(case["op"], b) for b in ("reference", "native")}
+    if "eager" in providers:
+        fns["eager"] = case["fns"]["eager"]
+    if "compile" in providers:
+        fns["compile"] = _compiled(case["fns"]["eager"], smoke)
     inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
     gold = run(fns["reference"], inputs, dy, dtype=torch.float64)
     base = run(fns["reference"], inputs, dy)
-    gates = {name: harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"]) for name, fn in fns.items()}
+    gates = {}
+    for name, fn in fns.items():
+        try:
+            gates[name] = harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"])
+        except Exception as exc:  # e.g. a compile failure: reported in the row
+            gates[name] = f"FAIL {type(exc).__name__}: {str(exc)[:200]}"
+    timed = {n: f for n, f in fns.items() if gates[n] == "ok" or n in ("reference", "eager")}
     rows = []
     for mode in ("fwd", "fwd+bwd"):
         args, flat = _leaves(case["inputs"])
         dy = case["grad_out"]
         if mode == "fwd":
-            calls = {n: (lambda f: lambda: f(**args))(f) for n, f in fns.items()}
+            calls = {n: (lambda f: lambda: f(**args))(f) for n, f in timed.items()}
         else:
-            calls = {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in fns.items()}
+            calls = {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in timed.items()}
         timings = harness.time_providers(calls, torch.device("cpu"), rounds, smoke=False, samples=samples)
         for name in fns:
             row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
                               str(dtype).replace("torch.", ""), gate=gates[name], env=env)
+            if name not in timings:
+                rows.append(row)
+                continue
             row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[name]
             row.tflops = case["flops"][mode] / row.median_ms / 1e9
+            row.gbps = case["bytes"][mode] / row.median_ms / 1e6
+            row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
             row.speedup_vs_reference = timings["reference"][1] / row.median_ms
+            for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):
+                if ref in timings:
+                    setattr(row, attr, timings[ref][1] / row.median_ms)
             row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (
                 "residual" if case["op"] == "bottleneck_adapter" else "")
             rows.append(row)
@@ -105,15 +128,18 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict) -> list:
 
 
 def summary(rows: list) -> str:
-    lines = [f"op | dtype | shape | fwd ratio | fwd+bwd ratio | >= {TARGET}x (fwd+bwd)"]
+    lines = [f"op | dtype | shape | native/reference fwd | fwd+bwd | >= {TARGET}x (fwd+bwd) | "
+             "native/eager fwd+bwd | native/compile fwd+bwd"]
     keys = sorted({(r.op, r.dtype, r.tokens, r.d, r.width, r.layers) for r in rows if r.provider == "native"})
     for op, dt, n, d, w, L in keys:
-        ratio = {r.mode: r.speedup_vs_reference for r in rows if r.provider == "native" and
-                 (r.op, r.dtype, r.tokens, r.d, r.width, r.layers) == (op, dt, n, d, w, L)}
+        mine = {r.mode: r for r in rows if r.provider == "native" and
+                (r.op, r.dtype, r.tokens, r.d, r.width, r.layers) == (op, dt, n, d, w, L)}
+        ratio = {m: r.speedup_vs_reference for m, r in mine.items()}
         shape = f"N={n} d={d}" + (f" r={w}" if op == "bottleneck_adapter" else f" L={L}" + (f" m={w}" if w else ""))
         composite = op in ("bottleneck_adapter", "layer_aggregate")
         met = ("yes" if ratio["fwd+bwd"] >= TARGET else "NO") if composite else "(no target)"
-        lines.append(f"{op} | {dt} | {shape} | {ratio['fwd']:.2f} | {ratio['fwd+bwd']:.2f} | {met}")
+        lines.append(f"{op} | {dt} | {shape} | {ratio['fwd']:.2f} | {ratio['fwd+bwd']:.2f} | {met} | "
+                     f"{mine['fwd+bwd'].speedup_vs_eager:.2f} | {mine['fwd+bwd'].speedup_vs_compile:.2f}")
     return "\n".join(lines)
 
 
@@ -124,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--ops", default="bottleneck_adapter,layer_aggregate,weighted_layer_sum")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--samples", type=int, default=3, help="timed calls per provider per round")
+    p.add_argument("--providers", default="eager,compile",
+                   help="besides reference and native: comma list of eager, compile (or empty)")
     p.add_argument("--out", type=Path, help="CSV or JSON file for the rows")
     args = p.parse_args(argv)
     reason = _native.available()
@@ -131,7 +159,9 @@ def main(argv=None) -> int:
         p.error(f"the native extension is not available: {reason}")
     env = harness.environment()
     env["gpu"] = f"cpu {_cpu_name()} ({torch.get_num_threads()} threads, {_native.cpu_isa()})"
-    print(f"# {env}", flush=True)
+    bandwidth = harness.copy_bandwidth_gbps(torch.device("cpu"), 1 << 24 if args.smoke else 1 << 30)
+    print(f"# {env}  copy bandwidth {bandwidth:.1f} GB/s", flush=True)
+    providers = [x for x in args.providers.split(",") if x]
     out = args.out or harness.default_path({**env, "gpu": f"cpu-{_cpu_name()}"})
     rows = []
     for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
@@ -140,7 +170,8 @@ def main(argv=None) -> int:
                 continue
             if case["op"] == "bottleneck_adapter":
                 case = _with_post_ln(case, extra["post"])
-            new = bench(case, dtype, 1 if args.smoke else args.rounds, 1 if args.smoke else args.samples, env)
+            new = bench(case, dtype, 1 if args.smoke else args.rounds, 1 if args.smoke else args.samples, env,
+                        providers, args.smoke, bandwidth)
             for r in new:
                 print(f"{r.op:18s} {r.dtype:8s} {r.mode:7s} N={r.tokens:<5d} d={r.d:<4d} w={r.width:<3d} "
                       f"L={r.layers:<2d} {r.provider:9s} {r.median_ms:9.1f} ms  x{r.speedup_vs_reference:5.2f}  "
@@ -149,7 +180,7 @@ def main(argv=None) -> int:
             harness.write(rows, out)
     print(summary(rows))
     print(f"# rows written to {out}")
-    failed = [r for r in rows if r.gate != "ok" and not math.isnan(r.median_ms)]
+    failed = [r for r in rows if r.provider == "native" and r.gate != "ok"]  # ours; eager/compile are reported
     return 1 if failed else 0
 
 

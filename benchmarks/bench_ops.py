@@ -298,7 +298,7 @@ def main(argv=None) -> int:
         p.error("no CUDA device: timings are only quoted for a GPU (use --smoke to check the script)")
     dtype = torch.float32 if args.smoke else torch.bfloat16  # bf16 CPU matmuls are unrepresentative
     env = harness.environment()
-    bandwidth = harness.copy_bandwidth_gbps(device)
+    bandwidth = harness.copy_bandwidth_gbps(device, 1 << 30 if device.type == "cuda" else 1 << 24)
     print(f"# {env}  copy bandwidth {bandwidth:.0f} GB/s", flush=True)
     rows = []
     wanted = set(args.ops.split(","))

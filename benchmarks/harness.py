@@ -74,14 +74,22 @@ def environment() -> dict:
             "commit": commit, "date": datetime.date.today().isoformat()}
 
 
-def copy_bandwidth_gbps(device: torch.device) -> float:
-    """Measured device copy bandwidth (read + write bytes per second): the floor's yardstick."""
-    if device.type != "cuda":
-        return float("nan")
-    from triton.testing import do_bench
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
+    """Measured copy bandwidth (read + write bytes per second) of the device's memory: the
+    floor's yardstick. On a CPU: the median of 10 copies of `nbytes` (beyond the caches)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), warmup=10, rep=100)
+    if device.type == "cuda":
+        from triton.testing import do_bench
+        ms = do_bench(lambda: dst.copy_(src), warmup=10, rep=100)
+    else:
+        dst.copy_(src)
+        times = []
+        for _ in range(10):
+            t = time.perf_counter()
+            dst.copy_(src)
+            times.append((time.perf_counter() - t) * 1e3)
+        ms = statistics.median(times)
     return 2 * src.numel() / ms / 1e6
 
 
