@@ -30,7 +30,7 @@ import harness
 from bench_ops import _compiled, _first_rows, _leaves, aggregate_case, bottleneck_case, wsum_case
 from elp_fast import ops
 from elp_fast.ops import _native
-from numerics import run
+from numerics import run, saved_bytes
 
 TARGET = 1.2
 GATE_ROWS = 1024
@@ -121,6 +121,8 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
             for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):
                 if ref in timings:
                     setattr(row, attr, timings[ref][1] / row.median_ms)
+            if mode == "fwd+bwd" and name != "compile":  # what autograd keeps (PERFORMANCE.md 2: <= 2r + 8)
+                row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
             row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (
                 "residual" if case["op"] == "bottleneck_adapter" else "")
             rows.append(row)

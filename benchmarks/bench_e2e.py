@@ -56,14 +56,17 @@ def _allocated(device) -> float:
     return torch.cuda.memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
 
 
-def saved_mib(step_fn) -> float:
-    """Bytes autograd saves for backward during one step (each storage once)."""
+def saved_mib(step_fn, model: torch.nn.Module, batch: dict) -> float:
+    """Bytes autograd saves for backward during one step (each storage once), leaving out the
+    weights and the batch, which exist anyway: the activation memory a method costs."""
+    held = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers(), *batch.values()]}
     seen: dict = {}
 
     def pack(t):
         try:
             key = t.untyped_storage().data_ptr()
-            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+            if key not in held:
+                seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
         except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. fake)
             pass
         return t
@@ -144,8 +147,8 @@ def run_group(backbone: str, ck: bool, variants: list, args, device, dtype, env:
         _write(rows_before + list(rows.values()), out)
     # Saved-for-backward bytes and the profiled step, after the timing (they perturb it).
     for key, (v, step) in built.items():
-        rows[key]["saved_mib"] = round(saved_mib(step), 1)
         model = v.model._orig_mod if hasattr(v.model, "_orig_mod") else v.model
+        rows[key]["saved_mib"] = round(saved_mib(step, model, batch), 1)
         if v.name == "elp-compile":  # compiled code is one fused graph: only the optimizer splits off
             model = torch.nn.Module()
         prof = step_profile.breakdown(em.make_step(v, batch, step_profile.optimizer_scope), model, device)
