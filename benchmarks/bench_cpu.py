@@ -7,9 +7,9 @@ writes and torch.compile of it, at the realistic shapes.
 Shapes (one training step of 8 x 16 s utterances): N = 6,392 frames; the E-adapter at r = 256
 with d = 768 (Base: post-LN layer, so residual + post-LN) and d = 1,024 (Large: pre-LN, residual
 only); the L aggregation at m = 512 and weighted_layer_sum, for L in {13, 25} and d in {768, 1024};
-float32 and bfloat16. Providers: `reference` (elp_fast's spec op), `native` (the compiled CPU
-ops), `eager` (the module composition of bench_ops.py) and `compile` (torch.compile of it,
-Inductor; its compile seconds are the rows' first_call_s). All providers of a configuration are
+float32 and bfloat16; forward, backward alone and both. Providers: `reference` (elp_fast's spec
+op), `native` (the compiled CPU ops), `eager` (the module composition of bench_ops.py) and
+`compile` (torch.compile of it, Inductor; its compile seconds are the rows' first_call_s). All providers of a configuration are
 timed in the same run, interleaved over rounds (PERFORMANCE.md 3); CPU numbers are quoted only as
 ratios. A correctness gate (the TESTING.md rule on the first 1,024 rows against a float64 gold)
 runs first; a provider that fails it is reported and not timed. GB/s and % of floor use the
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import harness
-from bench_ops import _compiled, _first_rows, _leaves, aggregate_case, bottleneck_case, wsum_case
+from bench_ops import MODES, _compiled, _first_rows, aggregate_case, bottleneck_case, mode_calls, with_bwd, wsum_case
 from elp_fast import ops
 from elp_fast.ops import _native
 from numerics import run, saved_bytes
@@ -91,21 +91,11 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
     inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
     gold = run(fns["reference"], inputs, dy, dtype=torch.float64)
     base = run(fns["reference"], inputs, dy)
-    gates = {}
-    for name, fn in fns.items():
-        try:
-            gates[name] = harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"])
-        except Exception as exc:  # e.g. a compile failure: reported in the row
-            gates[name] = f"FAIL {type(exc).__name__}: {str(exc)[:200]}"
-    timed = {n: f for n, f in fns.items() if gates[n] == "ok" or n in ("reference", "eager")}
+    gates, timed = harness.gate_providers(fns, lambda fn: run(fn, inputs, dy), base, gold, dtype, case["reduced"])
     rows = []
-    for mode in ("fwd", "fwd+bwd"):
-        args, flat = _leaves(case["inputs"])
-        dy = case["grad_out"]
-        if mode == "fwd":
-            calls = {n: (lambda f: lambda: f(**args))(f) for n, f in timed.items()}
-        else:
-            calls = {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in timed.items()}
+    with_bwd(case)
+    for mode in MODES:
+        calls, args, flat = mode_calls(mode, timed, case["inputs"], case["grad_out"])
         timings = harness.time_providers(calls, torch.device("cpu"), rounds, smoke=False, samples=samples)
         for name in fns:
             row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
@@ -126,11 +116,12 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
             row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (
                 "residual" if case["op"] == "bottleneck_adapter" else "")
             rows.append(row)
+        del calls  # a "bwd" mode's kept graphs
     return rows
 
 
 def summary(rows: list) -> str:
-    lines = [f"op | dtype | shape | native/reference fwd | fwd+bwd | >= {TARGET}x (fwd+bwd) | "
+    lines = [f"op | dtype | shape | native/reference fwd | bwd | fwd+bwd | >= {TARGET}x (fwd+bwd) | "
              "native/eager fwd+bwd | native/compile fwd+bwd"]
     keys = sorted({(r.op, r.dtype, r.tokens, r.d, r.width, r.layers) for r in rows if r.provider == "native"})
     for op, dt, n, d, w, L in keys:
@@ -140,7 +131,7 @@ def summary(rows: list) -> str:
         shape = f"N={n} d={d}" + (f" r={w}" if op == "bottleneck_adapter" else f" L={L}" + (f" m={w}" if w else ""))
         composite = op in ("bottleneck_adapter", "layer_aggregate")
         met = ("yes" if ratio["fwd+bwd"] >= TARGET else "NO") if composite else "(no target)"
-        lines.append(f"{op} | {dt} | {shape} | {ratio['fwd']:.2f} | {ratio['fwd+bwd']:.2f} | {met} | "
+        lines.append(f"{op} | {dt} | {shape} | {ratio['fwd']:.2f} | {ratio['bwd']:.2f} | {ratio['fwd+bwd']:.2f} | {met} | "
                      f"{mine['fwd+bwd'].speedup_vs_eager:.2f} | {mine['fwd+bwd'].speedup_vs_compile:.2f}")
     return "\n".join(lines)
 

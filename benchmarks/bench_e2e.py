@@ -6,18 +6,21 @@ with real shapes, for ELP and the methods users would otherwise run (benchmarks/
                                                     # CPU ratios at a size that fits 2 cores
     python benchmarks/bench_e2e.py --smoke          # CPU, tiny backbones (the test suite runs it)
 
-Protocol (PERFORMANCE.md 3, at step level): for one backbone, every variant is built (all from
-the same seed), its first step timed on its own (compilation, autotuning, lazy optimizer state),
-then the variants are timed interleaved over rounds, each round a few steps per variant; a row
-reports the median of round medians and p20/p80 of all steps. A group is one backbone with one
-checkpointing setting (every ratio compares rows of the same group). Correctness gate: every ELP variant
-starts from the same weights, so its first loss must match elp-reference's (bf16: 2 %, fp32:
-1e-4 relative); a variant that fails is reported, not timed. Memory on a GPU: `state_mib` (weights,
-gradients-to-be and optimizer state, measured after the first step) and `step_peak_mib` (the
-peak above that during a step); on any device `saved_mib`, the bytes autograd keeps for backward
-in one step (saved_tensors_hooks). One profiled step per variant gives the breakdown columns
-(benchmarks/step_profile.py). Rows are written after every round, so a run stopped by a time
-limit keeps what it measured; --budget-s starts no new group once spent.
+Protocol (PERFORMANCE.md 3, at step level): a group is one backbone with one checkpointing
+setting. Every variant of a group is built (all from the same seed), its first step timed on its
+own (compilation, autotuning, lazy optimizer state), then the variants are timed interleaved over
+rounds, each round a few steps per variant; a row reports the median of round medians and p20/p80
+of all steps, and its ratios against elp-eager (the target's "HF eager + unfused adapters") and
+elp-reference of the same group. Correctness gate: every ELP variant starts from the same
+weights, so its first loss must match elp-reference's (bf16: 2 %, fp32: 1e-4 relative); one
+that fails is reported, not timed; so is a variant whose trainable tensors get no gradient.
+Memory on a GPU: `state_mib` (weights, optimizer state and master copies, measured after the
+first step) and `step_peak_mib` (the peak above that during a step); on any device `saved_mib`,
+the bytes autograd keeps for backward in one step, weights and batch left out. One profiled step
+per variant gives the breakdown columns (benchmarks/step_profile.py; for elp-compile only the
+optimizer splits off: the compiled graph has no module boundaries). Rows are written after
+every round, so a run stopped by a time limit keeps what it measured; --budget-s starts no new
+group once spent.
 """
 from __future__ import annotations
 
@@ -40,8 +43,9 @@ import harness  # noqa: E402
 import step_profile  # noqa: E402
 
 FIELDS = ["backbone", "variant", "checkpointing", "batch", "seconds", "dtype", "status", "step_ms", "step_p20_ms",
-          "step_p80_ms", "steps_timed", "first_step_s", "audio_h_per_device_h", "speedup_vs_reference",
-          "state_mib", "step_peak_mib", "peak_mib", "peak_vs_reference", "saved_mib", "trainable_params",
+          "step_p80_ms", "steps_timed", "first_step_s", "audio_h_per_device_h", "speedup_vs_eager",
+          "speedup_vs_reference", "state_mib", "step_peak_mib", "peak_mib", "peak_vs_eager", "saved_mib",
+          "saved_vs_eager", "trainable_params",
           "total_params", "loss_first", *[f"pct_{c}" for c in step_profile.CATEGORIES], "profiled_ms",
           "gpu", "torch", "triton", "cuda", "commit", "date"]
 SAMPLE_RATE = 16_000
@@ -175,12 +179,16 @@ def _fill(rows: dict, samples: dict, round_medians: dict, peaks: dict, audio_s: 
         if peaks[key]:
             row["step_peak_mib"] = round(peaks[key], 1)
             row["peak_mib"] = round(peaks[key] + row.get("state_mib", 0.0), 1)
-    for (name, ck), row in rows.items():
-        ref = rows.get(("elp-reference", ck), {})
+    for (name, ck), row in rows.items():  # ratios against the baselines of the same group
+        eager, ref = rows.get(("elp-eager", ck), {}), rows.get(("elp-reference", ck), {})
+        if row.get("step_ms") and eager.get("step_ms"):
+            row["speedup_vs_eager"] = round(eager["step_ms"] / row["step_ms"], 3)
         if row.get("step_ms") and ref.get("step_ms"):
             row["speedup_vs_reference"] = round(ref["step_ms"] / row["step_ms"], 3)
-        if row.get("peak_mib") and ref.get("peak_mib"):
-            row["peak_vs_reference"] = round(row["peak_mib"] / ref["peak_mib"], 3)
+        if row.get("peak_mib") and eager.get("peak_mib"):
+            row["peak_vs_eager"] = round(row["peak_mib"] / eager["peak_mib"], 3)
+        if row.get("saved_mib") and eager.get("saved_mib"):
+            row["saved_vs_eager"] = round(row["saved_mib"] / eager["saved_mib"], 3)
 
 
 def _write(rows: list, out: Path) -> None:
@@ -192,12 +200,13 @@ def _write(rows: list, out: Path) -> None:
 
 
 def summary(rows: list) -> str:
-    lines = ["backbone | variant | ckpt | step ms | audio-h/device-h | x ref | peak MiB | saved MiB | trainable | "
-             "attention/matmul/conv/adapters/head/optimizer/other %"]
+    lines = ["backbone | variant | ckpt | step ms | audio-h/device-h | x elp-eager | x elp-reference | peak MiB | "
+             "saved MiB | trainable | attention/matmul/conv/adapters/head/optimizer/other %"]
     for r in rows:
         pct = "/".join(f"{r.get(f'pct_{c}', float('nan')):.0f}" for c in step_profile.CATEGORIES)
         lines.append(f"{r['backbone']} | {r['variant']} | {r['checkpointing']} | {r.get('step_ms', '-')} | "
-                     f"{r.get('audio_h_per_device_h', '-')} | {r.get('speedup_vs_reference', '-')} | "
+                     f"{r.get('audio_h_per_device_h', '-')} | {r.get('speedup_vs_eager', '-')} | "
+                     f"{r.get('speedup_vs_reference', '-')} | "
                      f"{r.get('peak_mib', '-')} | {r.get('saved_mib', '-')} | {r.get('trainable_params', '-')} | "
                      f"{pct}" + ("" if r["status"] == "ok" else f" | {r['status']}"))
     return "\n".join(lines)

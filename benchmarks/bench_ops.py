@@ -22,6 +22,7 @@ summary at the end reads the targets of PERFORMANCE.md 2 off the rows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import harness  # noqa: E402
+import targets  # noqa: E402
 from elp_fast import ops  # noqa: E402
 from elp_fast.ops import _native  # noqa: E402
 from numerics import run, saved_bytes  # noqa: E402
@@ -48,17 +50,17 @@ def _act(x, activation):
 # --- eager compositions (the baselines) ----------------------------------------------------
 
 def eager_bottleneck(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual=None, post_ln_w=None,
-                     post_ln_b=None, *, activation="gelu"):
+                     post_ln_b=None, *, activation="gelu", eps=EPS):
     d = x.shape[-1]
-    y = x + F.layer_norm(F.linear(_act(F.linear(x, down_w, down_b), activation), up_w, up_b), (d,), ln_w, ln_b, EPS)
+    y = x + F.layer_norm(F.linear(_act(F.linear(x, down_w, down_b), activation), up_w, up_b), (d,), ln_w, ln_b, eps)
     if residual is not None:
         y = y + residual
-    return F.layer_norm(y, (d,), post_ln_w, post_ln_b, EPS) if post_ln_w is not None else y
+    return F.layer_norm(y, (d,), post_ln_w, post_ln_b, eps) if post_ln_w is not None else y
 
 
-def eager_aggregate(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation="gelu"):
+def eager_aggregate(hidden_states, proj_w, proj_b, ln_w, ln_b, layer_logits, *, activation="gelu", eps=EPS):
     m = proj_w.shape[1]
-    outs = [F.layer_norm(_act(F.linear(h, proj_w[l], proj_b[l]), activation), (m,), ln_w[l], ln_b[l], EPS)
+    outs = [F.layer_norm(_act(F.linear(h, proj_w[l], proj_b[l]), activation), (m,), ln_w[l], ln_b[l], eps)
             for l, h in enumerate(hidden_states)]
     w = torch.softmax(layer_logits, dim=0)
     return (torch.stack(outs) * w.view(-1, 1, 1)).sum(0)
@@ -162,6 +164,30 @@ def _leaves(inputs: dict) -> tuple[dict, list]:
     return args, flat
 
 
+MODES = ("fwd", "bwd", "fwd+bwd")
+
+
+def mode_calls(mode: str, fns: dict, inputs: dict, dy: torch.Tensor) -> tuple[dict, dict, list]:
+    """({provider: thunk}, args, leaves) timing one mode on fresh leaves: "fwd" the forward,
+    "fwd+bwd" forward and backward, "bwd" the backward alone (each provider's forward runs
+    once here, untimed, and its graph is kept between calls)."""
+    args, flat = _leaves(inputs)
+    if mode == "fwd":
+        return {n: (lambda f: lambda: f(**args))(f) for n, f in fns.items()}, args, flat
+    if mode == "fwd+bwd":
+        return {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in fns.items()}, args, flat
+    outs = {n: f(**args) for n, f in fns.items()}
+    return ({n: (lambda o: lambda: torch.autograd.grad(o, flat, dy, retain_graph=True))(outs[n]) for n in fns},
+            args, flat)
+
+
+def with_bwd(case: dict) -> dict:
+    """The backward alone moves (and computes) what forward + backward does beyond the forward."""
+    for key in ("bytes", "flops"):
+        case[key]["bwd"] = case[key]["fwd+bwd"] - case[key]["fwd"]
+    return case
+
+
 _COMPILED: dict = {}
 
 
@@ -169,6 +195,10 @@ def _compiled(fn, smoke: bool):
     """One torch.compile wrapper per eager function for the whole run: new sizes then reuse its
     dynamic-shape graph instead of compiling from scratch for every configuration."""
     if fn not in _COMPILED:
+        # Donated buffers (the compiled backward freeing saved activations as it goes) forbid
+        # retain_graph, which timing the backward alone needs: off, for every mode alike.
+        import torch._functorch.config
+        torch._functorch.config.donated_buffer = False
         _COMPILED[fn] = torch.compile(fn, backend="aot_eager" if smoke else "inductor")
     return _COMPILED[fn]
 
@@ -191,6 +221,16 @@ def _first_rows(inputs: dict, grad_out: torch.Tensor, n: int) -> tuple[dict, tor
     return out, grad_out[:n]
 
 
+def _gate(case: dict, fns: dict, dtype) -> tuple[dict, dict]:
+    """Correctness gate, once per configuration (forward and backward) on its first rows: a
+    failing fused provider is reported and not timed; baselines are timed anyway
+    (harness.gate_providers). The float64 gold is freed on return."""
+    inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
+    gold = run(case["fns"]["reference"], inputs, dy, dtype=torch.float64)
+    base = run(case["fns"]["reference"], inputs, dy)
+    return harness.gate_providers(fns, lambda fn: run(fn, inputs, dy), base, gold, dtype, case["reduced"])
+
+
 def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict) -> list:
     fns = {"eager": case["fns"]["eager"], "compile": _compiled(case["fns"]["eager"], smoke),
            "reference": case["fns"]["reference"], "triton": case["fns"]["triton"]}
@@ -198,27 +238,11 @@ def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float,
         fns["native"] = case["fns"]["native"]
     if case["tokens"] > REFERENCE_MAX_TOKENS:
         del fns["reference"]
-    # Correctness gate, once per configuration (forward and backward): a failing provider is
-    # reported and not timed, except the eager baseline, which the speed-ups need.
-    inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
-    gold = run(case["fns"]["reference"], inputs, dy, dtype=torch.float64)
-    base = run(case["fns"]["reference"], inputs, dy)
-    gates = {}
-    for name, fn in fns.items():
-        try:
-            gates[name] = harness.gate(run(fn, inputs, dy), base, gold, dtype, case["reduced"])
-        except Exception as exc:
-            gates[name] = f"FAIL {type(exc).__name__}: {str(exc)[:200]}"
-    del inputs, dy, gold, base
-    timed = {n: f for n, f in fns.items() if gates[n] == "ok" or n == "eager"}
+    gates, timed = _gate(case, fns, dtype)
     rows = []
-    for mode in ("fwd", "fwd+bwd"):
-        args, flat = _leaves(case["inputs"])
-        dy = case["grad_out"]
-        if mode == "fwd":
-            calls = {n: (lambda f: lambda: f(**args))(f) for n, f in timed.items()}
-        else:
-            calls = {n: (lambda f: lambda: torch.autograd.grad(f(**args), flat, dy))(f) for n, f in timed.items()}
+    with_bwd(case)
+    for mode in MODES:
+        calls, args, flat = mode_calls(mode, timed, case["inputs"], case["grad_out"])
         timings = harness.time_providers(calls, device, rounds, smoke)
         for name in fns:
             row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
@@ -235,22 +259,8 @@ def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float,
                     if ref in timings:
                         setattr(row, attr, timings[ref][1] / row.median_ms)
             rows.append(row)
+        del calls  # a "bwd" mode's kept graphs
     return rows
-
-
-TARGETS = [  # (description, op or None for all, mode or None, row attribute, which rows, target)
-    ("E-adapter fwd+bwd, >= 262k tokens, vs eager", "bottleneck_adapter", "fwd+bwd", "speedup_vs_eager",
-     lambda r: r.tokens >= 262_144, 3.0),
-    ("E-adapter fwd+bwd, >= 262k tokens, vs torch.compile", "bottleneck_adapter", "fwd+bwd",
-     "speedup_vs_compile", lambda r: r.tokens >= 262_144, 2.0),
-    ("E-adapter fwd+bwd, >= 262k tokens, % of floor", "bottleneck_adapter", "fwd+bwd", "pct_of_floor",
-     lambda r: r.tokens >= 262_144, 70.0),
-    ("L aggregation fwd+bwd vs eager", "layer_aggregate", "fwd+bwd", "speedup_vs_eager", lambda r: True, 5.0),
-    ("weighted_layer_sum fwd vs stack/mul/sum", "weighted_layer_sum", "fwd", "speedup_vs_eager", lambda r: True, 3.5),
-    ("weighted_layer_sum fwd, % of floor", "weighted_layer_sum", "fwd", "pct_of_floor", lambda r: True, 80.0),
-    ("realistic step (6,392 tokens) vs eager, every op and mode", None, None, "speedup_vs_eager",
-     lambda r: r.tokens == 6392, 1.0),
-]
 
 
 def cuda_order(rows: list) -> str:
@@ -273,16 +283,18 @@ def cuda_order(rows: list) -> str:
 
 
 def summary(rows: list) -> str:
-    lines = ["target | configurations | worst | best | met"]
-    for text, op, mode, attr, pred, target in TARGETS:
-        sel = [getattr(r, attr) for r in rows if r.provider == "triton" and (op is None or r.op == op)
-               and (mode is None or r.mode == mode) and pred(r) and not math.isnan(getattr(r, attr))]
-        if sel:
-            lines.append(f"{text} (>= {target:g}) | {len(sel)} | {min(sel):.2f} | {max(sel):.2f} | "
-                         f"{'yes' if min(sel) >= target else 'NO'}")
-        else:
-            lines.append(f"{text} (>= {target:g}) | 0 | - | - | not measured")
-    return "\n".join(lines)
+    """The PERFORMANCE.md section 2 targets (benchmarks/targets.py) per fused provider."""
+    flat = [{**dataclasses.asdict(r), **r.env} for r in rows]
+    lines = ["target | baseline | goal | provider | configurations | worst | best | met"]
+    for t in targets.TARGETS:
+        if t.kind != "op":
+            continue
+        for provider in targets.FUSED:
+            v = targets.evaluate(t, flat, provider)
+            if v is not None:
+                lines.append(f"{t.what} | {t.baseline} | {t.goal} | {provider} | {v.configurations} | "
+                             f"{v.worst:.2f} | {v.best:.2f} | {'yes' if v.met else 'NO'}")
+    return "\n".join(lines) if len(lines) > 1 else "targets: nothing measured"
 
 
 def main(argv=None) -> int:

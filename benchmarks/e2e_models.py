@@ -10,8 +10,11 @@ Backbones (shapes of the public checkpoints; weights random, since no model hub 
 Layer drop and SpecAugment masking are off so every step does the same work.
 
 Variants (each a sequence-classification model: mean-pooled features, projector, classifier):
-  elp-reference   ELP adapters (DESIGN.md defaults), every op on the reference backend: the
-                  "HF eager + unfused adapters" baseline of PERFORMANCE.md 2
+  elp-eager       ELP adapters (DESIGN.md defaults) run as the eager module compositions a user
+                  writes (bench_ops.py's baselines: F.linear, F.layer_norm, stack/mul/sum) in the
+                  working dtype: the "HF eager + unfused adapters" baseline of PERFORMANCE.md 2
+  elp-reference   the same model, every op on elp_fast's reference backend (the spec: fp32
+                  accumulation, so slower than elp-eager in bf16)
   elp-fused       the same model and weights, ops on the automatic backend (Triton or CUDA on a
                   GPU, the compiled CPU ops on a CPU)
   elp-compile     elp-fused under torch.compile (the fused ops stay opaque custom ops)
@@ -32,8 +35,8 @@ import torch
 
 NUM_LABELS = 8
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-VARIANTS = ("elp-reference", "elp-fused", "elp-compile", "weighted-sum", "full", "lora")
-ELP_VARIANTS = ("elp-reference", "elp-fused", "elp-compile")
+VARIANTS = ("elp-eager", "elp-reference", "elp-fused", "elp-compile", "weighted-sum", "full", "lora")
+ELP_VARIANTS = ("elp-eager", "elp-reference", "elp-fused", "elp-compile")
 
 _TINY = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
              conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
@@ -77,7 +80,7 @@ class Variant:
     name: str
     model: torch.nn.Module  # what the step calls: model(input_values, labels=...) -> .loss
     params: list            # trainable parameters
-    backend: Optional[str]  # forced elp_fast backend for the whole step (None: automatic)
+    backend: Optional[str]  # forced elp_fast backend for the whole step (None: automatic; "eager")
     total_params: int
     # The parameters the optimizer updates: on a GPU, bf16 working copies of fp32 masters.
     optimizer: Optional["MasterAdamW"] = None
@@ -85,8 +88,34 @@ class Variant:
     def context(self):
         if self.backend is None:
             return contextlib.nullcontext()
+        if self.backend == "eager":
+            return eager_ops()
         import elp_fast
         return elp_fast.use_backend(self.backend)
+
+
+@contextlib.contextmanager
+def eager_ops():
+    """Run elp_fast's three ops as the eager compositions of bench_ops.py for the block: the
+    reference backend's registered functions are swapped for them (same signatures) and
+    restored afterwards. Benchmark-only: elp_fast itself has no such backend."""
+    import bench_ops
+    import elp_fast
+    import elp_fast.ops  # noqa: F401  (registers the ops)
+    from elp_fast import backends
+
+    swaps = {"bottleneck_adapter": bench_ops.eager_bottleneck, "layer_aggregate": bench_ops.eager_aggregate,
+             "weighted_layer_sum": bench_ops.eager_wsum}
+    impls = {op: backends._OPS[op].impls["reference"] for op in swaps}
+    saved = {op: impl.fn for op, impl in impls.items()}
+    try:
+        for op, fn in swaps.items():
+            impls[op].fn = fn
+        with elp_fast.use_backend("reference"):
+            yield
+    finally:
+        for op, fn in saved.items():
+            impls[op].fn = fn
 
 
 def build_variant(name: str, backbone: str, device: torch.device, dtype: torch.dtype, checkpointing: bool,
@@ -117,7 +146,7 @@ def build_variant(name: str, backbone: str, device: torch.device, dtype: torch.d
         model = elp_fast.wrap(hf, **method_overrides(method))
         model.to(device)
         model.set_activation_checkpointing("all" if checkpointing else "none")
-        backend = "reference" if name == "elp-reference" else None
+        backend = {"elp-reference": "reference", "elp-eager": "eager"}.get(name)
     model.to(dtype)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

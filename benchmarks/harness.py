@@ -99,6 +99,26 @@ def gate(result: dict, base: dict, gold: dict, dtype: torch.dtype, reduced: Call
     return "ok" if not bad else "FAIL " + "; ".join(bad)
 
 
+BASELINES = ("reference", "eager", "compile")  # what the speed-ups are measured against
+
+
+def gate_providers(fns: dict, run: Callable, base: dict, gold: dict, dtype: torch.dtype,
+                   reduced: Callable[[str], bool]) -> tuple[dict, dict]:
+    """(gate per provider, the providers to time). A fused provider that fails the gate is not
+    timed; a baseline is timed anyway (the speed-ups need it; Inductor, for one, reorders
+    reductions), unless it raised."""
+    gates, timed = {}, {}
+    for name, fn in fns.items():
+        try:
+            gates[name] = gate(run(fn), base, gold, dtype, reduced)
+        except Exception as exc:  # e.g. a compile failure: reported in the row
+            gates[name] = f"FAIL {type(exc).__name__}: {str(exc)[:200]}"
+            continue
+        if gates[name] == "ok" or name in BASELINES:
+            timed[name] = fn
+    return gates, timed
+
+
 def _samples(fn: Callable, device: torch.device, smoke: bool, samples: int | None = None) -> list[float]:
     if device.type == "cuda":
         from triton.testing import do_bench
