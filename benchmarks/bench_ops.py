@@ -197,8 +197,13 @@ def _compiled(fn, smoke: bool):
     if fn not in _COMPILED:
         # Donated buffers (the compiled backward freeing saved activations as it goes) forbid
         # retain_graph, which timing the backward alone needs: off, for every mode alike.
+        import torch._dynamo.config
         import torch._functorch.config
         torch._functorch.config.donated_buffer = False
+        # Every configuration (sizes, L, dtype) may recompile; past the limit Dynamo would run
+        # the function eagerly without a word, and the compile rows would time eager.
+        torch._dynamo.config.recompile_limit = 64
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
         _COMPILED[fn] = torch.compile(fn, backend="aot_eager" if smoke else "inductor")
     return _COMPILED[fn]
 

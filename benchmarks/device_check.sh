@@ -53,6 +53,7 @@ if [ "${1:-}" = "--smoke" ]; then
     tests/test_native_cuda_sources.py
   step bench 300 "$PY" benchmarks/bench_ops.py --smoke --out "$OUT/bench-smoke.csv"
   step bench-cpu 300 "$PY" benchmarks/bench_cpu.py --smoke --out "$OUT/bench-cpu-smoke.csv"
+  step saved-bytes 300 "$PY" benchmarks/saved_bytes.py --smoke --out "$OUT/saved-smoke.csv"
   step bench-e2e 600 "$PY" benchmarks/bench_e2e.py --smoke --out "$OUT/bench-e2e-smoke.csv"
   step bench-zero 300 "$PY" benchmarks/bench_engine.py --smoke --backbone tiny-wav2vec2 --zero-stages 2,3 \
     --checkpointing all --out "$OUT/bench-zero-smoke.csv"
@@ -74,6 +75,8 @@ else
     --out "$OUT/bench-bottleneck.csv"
   step bench-layers 35 "$PY" benchmarks/bench_ops.py --ops layer_aggregate,weighted_layer_sum \
     --sizes realistic,roofline --out "$OUT/bench-layers.csv"
+  # What the compiled Triton and CUDA kernels keep for backward (the 2r + 8 target), in seconds.
+  step saved-bytes 20 "$PY" benchmarks/saved_bytes.py --device cuda --out "$OUT/saved-bytes.csv"
   # End to end on the card, batch 8 x 16 s, bf16: WavLM-Large first (the target), then the other
   # backbones while its budget lasts; rows are written after every round.
   step bench-e2e 110 "$PY" benchmarks/bench_e2e.py --variants elp-reference,elp-fused,weighted-sum,full,lora \

@@ -2,12 +2,14 @@
 methods compared on them, and the optimizer step they all share.
 
 Backbones (shapes of the public checkpoints; weights random, since no model hub is reachable):
-  wavlm-base-plus   12 layers, d = 768, post-LN, group-norm CNN       (94 M)
-  wavlm-large       24 layers, d = 1024, pre-LN, layer-norm CNN       (315 M)
-  wav2vec2-large    24 layers, d = 1024, pre-LN (the LV-60 model)     (315 M)
-  xls-r-1b          48 layers, d = 1280, pre-LN                       (965 M)
+  wavlm-base-plus   12 layers, d = 768, post-LN, group-norm CNN       (95 M)
+  wavlm-large       24 layers, d = 1024, pre-LN, layer-norm CNN       (316 M)
+  wav2vec2-large    24 layers, d = 1024, pre-LN (the LV-60 model)     (316 M)
+  xls-r-1b          48 layers, d = 1280, pre-LN                       (963 M)
   tiny-wavlm, tiny-wav2vec2   4 layers, d = 64 (the CPU smoke mode)
-Layer drop and SpecAugment masking are off so every step does the same work.
+Layer drop, SpecAugment masking and dropout are off, so every step does the same work and the
+ELP variants' first losses are comparable (the end-to-end gate; Inductor draws its own dropout
+masks). A step's dropout would add a few elementwise passes, the same for every method.
 
 Variants (each a sequence-classification model: mean-pooled features, projector, classifier):
   elp-eager       ELP adapters (DESIGN.md defaults) run as the eager module compositions a user
@@ -34,6 +36,7 @@ from typing import Callable, Optional
 import torch
 
 NUM_LABELS = 8
+DROPOUTS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 VARIANTS = ("elp-eager", "elp-reference", "elp-fused", "elp-compile", "weighted-sum", "full", "lora")
 ELP_VARIANTS = ("elp-eager", "elp-reference", "elp-fused", "elp-compile")
@@ -60,7 +63,8 @@ def backbone_config(name: str, num_labels: int = NUM_LABELS):
     if name not in BACKBONES:
         raise ValueError(f"backbone: got {name!r}; expected one of {sorted(BACKBONES)}")
     cls, fields = BACKBONES[name]
-    return getattr(transformers, cls)(**fields, num_labels=num_labels, mask_time_prob=0.0, layerdrop=0.0)
+    return getattr(transformers, cls)(**fields, num_labels=num_labels, mask_time_prob=0.0, layerdrop=0.0,
+                                      **{f: 0.0 for f in DROPOUTS})
 
 
 def hf_classifier(name: str, device: torch.device, seed: int, num_labels: int = NUM_LABELS) -> torch.nn.Module:
@@ -82,8 +86,7 @@ class Variant:
     params: list            # trainable parameters
     backend: Optional[str]  # forced elp_fast backend for the whole step (None: automatic; "eager")
     total_params: int
-    # The parameters the optimizer updates: on a GPU, bf16 working copies of fp32 masters.
-    optimizer: Optional["MasterAdamW"] = None
+    optimizer: Optional["MasterAdamW"] = None  # AdamW, on fp32 master copies of bf16 weights
 
     def context(self):
         if self.backend is None:
@@ -129,7 +132,6 @@ def build_variant(name: str, backbone: str, device: torch.device, dtype: torch.d
         from peft import LoraConfig, get_peft_model
 
         hf.freeze_feature_encoder()  # as fine-tuning recipes do: no backward through the CNN
-
         model = get_peft_model(hf, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=LORA_TARGETS))
         for n, p in model.named_parameters():  # the task head trains too, as in every other variant
             if ".projector." in n or ".classifier." in n:

@@ -35,6 +35,8 @@ END = "<!-- performance:end -->"
 def kind_of(header: list) -> str:
     if "variant" in header and "step_ms" in header:
         return "e2e"
+    if "saved_bytes_per_token" in header and "median_ms" not in header:
+        return "saved"
     if "zero_stage" in header:
         return "engine"
     if "op" in header and "provider" in header:
@@ -68,9 +70,16 @@ def _f(x: float, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:  # results outside the checkout (--results)
+        return str(path)
+
+
 def _source(path: Path, rows: list) -> str:
     r = rows[0]
-    return (f"`{path.relative_to(ROOT)}`: {r.get('gpu') or r.get('device')}, {r.get('date') or _date_in(path.name)}, "
+    return (f"`{_rel(path)}`: {r.get('gpu') or r.get('device')}, {r.get('date') or _date_in(path.name)}, "
             f"commit {r.get('commit') or '?'}, torch {r.get('torch', '?')}")
 
 
@@ -81,7 +90,7 @@ def targets_table(data: dict) -> list:
         verdicts = []
         for device, files in sorted(data.get(t.kind, {}).items()):
             for path, rows in files:
-                for prov in (tg.FUSED if t.kind == "op" else (None,)):
+                for prov in (tg.FUSED if t.kind in ("op", "saved") else (None,)):
                     v = tg.evaluate(t, rows, prov)
                     if v is not None:
                         verdicts.append((v, path))
@@ -129,6 +138,25 @@ def cpu_ops_table(path: Path, rows: list) -> list:
     return out
 
 
+def saved_table(path: Path, rows: list) -> list:
+    providers = list(dict.fromkeys(r["provider"] for r in rows))
+    out = [f"Source: {_source(path, rows)}. Bytes autograd keeps for backward per token, bf16 (the Triton "
+           "kernels through the interpreter: what they keep does not depend on the device); the reference "
+           "also keeps fp32 copies of the weights (a fixed part, not shown). Budget: PERFORMANCE.md's 2r + 8.", "",
+           "| op | shape | " + " | ".join(providers) + " | budget |", "|---|---|" + "---|" * (len(providers) + 1)]
+    keys = list(dict.fromkeys((r["op"], r["d"], r["width"], r["layers"], r.get("variant", "")) for r in rows))
+    for op, d, w, L, variant in keys:
+        cells = {r["provider"]: _f(tg.num(r, "saved_bytes_per_token"), 0) for r in rows
+                 if (r["op"], r["d"], r["width"], r["layers"], r.get("variant", "")) == (op, d, w, L, variant)}
+        budget = next((r["budget_bytes_per_token"] for r in rows if (r["op"], r["d"], r["width"], r["layers"],
+                       r.get("variant", "")) == (op, d, w, L, variant) and r.get("budget_bytes_per_token")), "-")
+        shape = f"d={d} " + (f"r={w}" if op == "bottleneck_adapter" else f"L={L}" + (f" m={w}" if w != "0" else ""))
+        if variant:
+            shape += f" ({variant.replace('+', ', ')})"
+        out.append(f"| {op} | {shape} | " + " | ".join(cells.get(p, "-") for p in providers) + f" | {budget} |")
+    return out
+
+
 def e2e_table(path: Path, rows: list) -> list:
     gpu = tg.is_gpu(rows[0])
     r0 = rows[0]
@@ -159,7 +187,7 @@ def e2e_table(path: Path, rows: list) -> list:
 
 def engine_table(path: Path, rows: list) -> list:
     gpu = not str(rows[0].get("device", "cpu")).startswith("cpu")
-    out = [f"Source: `{path.relative_to(ROOT)}` ({rows[0]['device']}, {_date_in(path.name)}); the training engine "
+    out = [f"Source: `{_rel(path)}` ({rows[0]['device']}, {_date_in(path.name)}); the training engine "
            "(DeepSpeed) on the tone task, each setting in its own process.", "",
            "| backbone | precision | ZeRO | checkpointing | batch x s | step time vs first row | "
            + ("step ms | " if gpu else "") + "peak memory vs first row |", "|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
@@ -186,6 +214,9 @@ def section(data: dict) -> str:
     for path, rows in data.get("op", {}).get("cpu", []):
         lines += ["### CPU ops: compiled CPU vs reference, eager and torch.compile (ratios)", ""]
         lines += cpu_ops_table(path, rows) + [""]
+    for path, rows in data.get("saved", {}).get("cpu", []):
+        lines += ["### Saved-for-backward bytes per token", ""]
+        lines += saved_table(path, rows) + [""]
     for device, files in sorted(data.get("e2e", {}).items()):
         for path, rows in files:
             lines += [f"### End to end, one training step ({'GPU' if device != 'cpu' else 'CPU, ratios'})", ""]

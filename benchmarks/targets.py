@@ -1,5 +1,5 @@
-"""The targets of PERFORMANCE.md section 2, read off benchmark rows (bench_ops.py, bench_cpu.py
-and bench_e2e.py rows, as dicts of CSV strings or of values). Used by bench_ops.py's summary and
+"""The targets of PERFORMANCE.md section 2, read off benchmark rows (bench_ops.py, bench_cpu.py,
+saved_bytes.py and bench_e2e.py rows, as dicts of CSV strings or of values). Used by bench_ops.py's summary and
 by report.py, so the run's printout and the README say the same thing."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Target:
     what: str
     baseline: str
     goal: str
-    kind: str                                # "op" or "e2e": which rows it reads
+    kind: str                                # "op", "saved" or "e2e": which rows it reads
     select: Callable[[dict], bool]
     value: Callable[[dict], float]           # the measured ratio of one row
     ok: Callable[[float], bool]
@@ -55,7 +55,7 @@ TARGETS = [
            lambda r: _op(r, "weighted_layer_sum", "fwd"), lambda r: num(r, "pct_of_floor"), lambda v: v >= 80.0),
     Target("realistic step size (6,392 tokens), every op and mode", "eager", ">= 1.0x", "op",
            lambda r: num(r, "tokens") == 6392, lambda r: num(r, "speedup_vs_eager"), lambda v: v >= 1.0),
-    Target("saved-for-backward bytes per E-adapter per token (bf16, pre-LN layer)", "2r + 8", "<= 1.0x", "op",
+    Target("saved-for-backward bytes per E-adapter per token (bf16, pre-LN layer)", "2r + 8", "<= 1.0x", "saved",
            lambda r: _op(r, "bottleneck_adapter", "fwd+bwd") and r.get("dtype") == "bfloat16"
            and r.get("variant", "residual") != "residual+post_ln",
            lambda r: num(r, "saved_bytes_per_token") / (2 * num(r, "width") + 8), lambda v: v <= 1.0,

@@ -61,6 +61,24 @@ def test_bench_cpu_smoke(tmp_path):
     assert "native/compile fwd+bwd" in proc.stdout
 
 
+def test_saved_bytes_smoke(tmp_path):
+    """Per-token saved bytes of every provider; the Triton E-adapter keeps exactly z and the
+    LayerNorm statistics (2r + 8 bytes in bf16), within PERFORMANCE.md's budget."""
+    pytest.importorskip("triton")
+    out = tmp_path / "saved.csv"
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "saved_bytes.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    pre_ln = {r["provider"]: float(r["saved_bytes_per_token"]) for r in rows
+              if r["op"] == "bottleneck_adapter" and r["variant"] == "residual"}
+    assert pre_ln["triton"] == 2 * 16 + 8
+    assert pre_ln["triton"] < pre_ln["eager"] < pre_ln["reference"]
+    assert "native" not in pre_ln or pre_ln["native"] < pre_ln["eager"]
+    assert report.kind_of(list(rows[0])) == "saved"
+
+
 def test_bench_engine_smoke(tmp_path):
     pytest.importorskip("deepspeed")
     out = tmp_path / "engine.csv"
