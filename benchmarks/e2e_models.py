@@ -180,6 +180,7 @@ class MasterAdamW:
         self.opt = torch.optim.AdamW(self.master, lr=lr, fused=fused) if fused else \
             torch.optim.AdamW(self.master, lr=lr, foreach=True)
 
+    @torch.no_grad()
     def step(self) -> None:
         if self.low:
             for p, m in zip(self.params, self.master):
