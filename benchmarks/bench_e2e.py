@@ -243,7 +243,8 @@ def main(argv=None) -> int:
         p.error(f"unknown variant or backbone: {bad}; variants {em.VARIANTS}, backbones {sorted(em.BACKBONES)}")
     env = harness.environment()
     if device.type == "cpu":
-        env["gpu"] = f"cpu ({torch.get_num_threads()} threads)"
+        from bench_cpu import _cpu_name
+        env["gpu"] = f"cpu {_cpu_name()} ({torch.get_num_threads()} threads)"
     out = args.out or harness.default_path(env).with_name(harness.default_path(env).stem + "-e2e.csv")
     print(f"# {env}", flush=True)
     deadline = time.monotonic() + args.budget_s

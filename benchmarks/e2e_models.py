@@ -3,6 +3,7 @@ methods compared on them, and the optimizer step they all share.
 
 Backbones (shapes of the public checkpoints; weights random, since no model hub is reachable):
   wavlm-base-plus   12 layers, d = 768, post-LN, group-norm CNN       (95 M)
+  wav2vec2-base     12 layers, d = 768, post-LN, group-norm CNN       (95 M; where LoRA can be compared)
   wavlm-large       24 layers, d = 1024, pre-LN, layer-norm CNN       (316 M)
   wav2vec2-large    24 layers, d = 1024, pre-LN (the LV-60 model)     (316 M)
   xls-r-1b          48 layers, d = 1280, pre-LN                       (963 M)
@@ -48,6 +49,7 @@ _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, in
               do_stable_layer_norm=True, feat_extract_norm="layer")
 BACKBONES = {  # name -> (transformers config class, fields)
     "wavlm-base-plus": ("WavLMConfig", {}),
+    "wav2vec2-base": ("Wav2Vec2Config", {}),
     "wavlm-large": ("WavLMConfig", dict(_LARGE)),
     "wav2vec2-large": ("Wav2Vec2Config", dict(_LARGE, conv_bias=True)),
     "xls-r-1b": ("Wav2Vec2Config", dict(_LARGE, hidden_size=1280, num_hidden_layers=48, intermediate_size=5120,
