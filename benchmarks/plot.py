@@ -30,6 +30,7 @@ def _plt():
 def _barh(groups: list, series: dict, title: str, xlabel: str, path: Path, line: float = None) -> Path:
     """groups: y labels; series: {legend: [value per group]}."""
     plt = _plt()
+    series = {name: vals for name, vals in series.items() if any(v == v for v in vals)}  # drop unmeasured
     n, k = len(groups), max(1, len(series))
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.28 * n * k))
     h = 0.8 / k

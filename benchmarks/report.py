@@ -99,7 +99,8 @@ def targets_table(data: dict) -> list:
             lines.append(f"| {t.what} | {t.baseline} | {goal} | not measured | - | "
                          f"{'awaiting a GPU run' if t.gpu_only else 'not measured yet'} |")
         for v, path in verdicts:
-            who = f"{v.provider}, " if v.provider else ""
+            cpu_ops = v.provider == "native" and not tg.is_gpu({"gpu": v.device})
+            who = f"{v.provider}{' (CPU ops)' if cpu_ops else ''}, " if v.provider else ""
             lines.append(f"| {t.what} | {t.baseline} | {goal} | {who}{_f(v.worst)} ({_f(v.best)}), "
                          f"{v.configurations} | {v.device}, {v.date} (`{path.name}`) | "
                          f"{'met' if v.met else 'missed'} |")
@@ -163,7 +164,7 @@ def e2e_table(path: Path, rows: list) -> list:
     out = [f"Source: {_source(path, rows)}; batch {r0['batch']} x {r0['seconds']} s, {r0['dtype']}. "
            + "Speed: the step time of elp-eager (ELP with the adapters as eager modules, the target's baseline) or "
            "elp-reference over the variant's, same backbone and checkpointing. "
-           + ("" if gpu else "CPU: ratios only; memory as the bytes autograd keeps for backward in one step. "), ""]
+           + ("" if gpu else "CPU: ratios only; memory as the bytes autograd keeps for backward in one step."), ""]
     cats = list(step_profile_categories())
     head = "| backbone | ckpt | variant | " + ("step ms | audio-h per GPU-h | " if gpu else "") + \
         "speed vs elp-eager | vs elp-reference | " + ("peak MiB | peak vs elp-eager | " if gpu else "") + \

@@ -20,14 +20,19 @@ import step_profile  # noqa: E402
 import targets  # noqa: E402
 
 
+def _script(name: str, tmp_path, *args: str, interpret: bool = False, timeout: int = 600):
+    """Run benchmarks/<name> with --out in tmp_path; returns (stdout, rows of the CSV)."""
+    out = tmp_path / f"{name}.csv"
+    env = {**os.environ, "TRITON_INTERPRET": "1"} if interpret else None
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args, "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, list(csv.DictReader(out.open()))
+
+
 def test_bench_ops_smoke(tmp_path):
     pytest.importorskip("triton")
-    out = tmp_path / "rows.csv"
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ops.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = list(csv.DictReader(out.open()))
+    stdout, rows = _script("bench_ops.py", tmp_path, "--smoke", interpret=True)
     ops = {"bottleneck_adapter", "layer_aggregate", "weighted_layer_sum"}
     providers = {"eager", "compile", "reference", "triton"} | ({"native"} if _native.available() is None else set())
     assert {(r["op"], r["provider"], r["mode"]) for r in rows} == {
@@ -38,16 +43,12 @@ def test_bench_ops_smoke(tmp_path):
     triton_saved = [float(r["saved_bytes_per_token"]) for r in rows
                     if r["provider"] == "triton" and r["mode"] == "fwd+bwd" and r["op"] == "bottleneck_adapter"]
     assert triton_saved and triton_saved[0] <= 16 * 4 + 8  # fp32 smoke, r = 16: z + (mean, rstd)
-    assert "smoke mode" in proc.stdout
+    assert "smoke mode" in stdout
 
 
 @pytest.mark.skipif(_native.available() is not None, reason="needs the native extension")
 def test_bench_cpu_smoke(tmp_path):
-    out = tmp_path / "cpu.csv"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_cpu.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = list(csv.DictReader(out.open()))
+    stdout, rows = _script("bench_cpu.py", tmp_path, "--smoke")
     assert {(r["op"], r["provider"], r["mode"], r["dtype"]) for r in rows} == {
         (o, p, m, d) for o in ("bottleneck_adapter", "layer_aggregate", "weighted_layer_sum")
         for p in ("reference", "native", "eager", "compile") for m in ("fwd", "bwd", "fwd+bwd") for d in ("float32", "bfloat16")}
@@ -58,19 +59,14 @@ def test_bench_cpu_smoke(tmp_path):
     saved = {r["provider"]: float(r["saved_bytes_per_token"]) for r in rows
              if r["op"] == "bottleneck_adapter" and r["mode"] == "fwd+bwd" and r["dtype"] == "float32"}
     assert saved["native"] < saved["reference"]
-    assert "native/compile fwd+bwd" in proc.stdout
+    assert "native/compile fwd+bwd" in stdout
 
 
 def test_saved_bytes_smoke(tmp_path):
     """Per-token saved bytes of every provider; the Triton E-adapter keeps exactly z and the
     LayerNorm statistics (2r + 8 bytes in bf16), within PERFORMANCE.md's budget."""
     pytest.importorskip("triton")
-    out = tmp_path / "saved.csv"
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "saved_bytes.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = list(csv.DictReader(out.open()))
+    _, rows = _script("saved_bytes.py", tmp_path, "--smoke", interpret=True)
     pre_ln = {r["provider"]: float(r["saved_bytes_per_token"]) for r in rows
               if r["op"] == "bottleneck_adapter" and r["variant"] == "residual"}
     assert pre_ln["triton"] == 2 * 16 + 8
@@ -81,41 +77,29 @@ def test_saved_bytes_smoke(tmp_path):
 
 def test_bench_engine_smoke(tmp_path):
     pytest.importorskip("deepspeed")
-    out = tmp_path / "engine.csv"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_engine.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = list(csv.DictReader(out.open()))
+    stdout, rows = _script("bench_engine.py", tmp_path, "--smoke")
     assert [r["checkpointing"] for r in rows] == ["none", "all"]
     for r in rows:
         assert int(r["steps_timed"]) == 2 and float(r["step_ms_median"]) > 0 and float(r["peak_memory_mib"]) > 0
-    assert "checkpointing all vs none" in proc.stdout
+    assert "checkpointing all vs none" in stdout
 
 
 def test_bench_engine_zero_stages(tmp_path):
     """ZeRO-2 against ZeRO-3 on a real-shaped backbone's tiny twin; ZeRO-3 partitions the
     parameters, and the trainable count must still be the whole model's."""
     pytest.importorskip("deepspeed")
-    out = tmp_path / "engine.csv"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_engine.py"), "--smoke", "--backbone",
-                           "tiny-wav2vec2", "--zero-stages", "2,3", "--checkpointing", "all", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = list(csv.DictReader(out.open()))
+    stdout, rows = _script("bench_engine.py", tmp_path, "--smoke", "--backbone", "tiny-wav2vec2", "--zero-stages", "2,3",
+                           "--checkpointing", "all")
     assert [r["zero_stage"] for r in rows] == ["2", "3"]
     assert rows[0]["trainable_parameters"] == rows[1]["trainable_parameters"] and int(rows[0]["trainable_parameters"]) > 0
     assert rows[0]["loss_first"] == rows[1]["loss_first"]
-    assert "zero_stage 3 vs 2" in proc.stdout
+    assert "zero_stage 3 vs 2" in stdout
 
 
 def test_bench_e2e_smoke(tmp_path):
     pytest.importorskip("peft")
-    out = tmp_path / "e2e.csv"
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_e2e.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = {(r["backbone"], r["variant"], r["checkpointing"]): r for r in csv.DictReader(out.open())}
+    stdout, listed = _script("bench_e2e.py", tmp_path, "--smoke", interpret=True, timeout=900)
+    rows = {(r["backbone"], r["variant"], r["checkpointing"]): r for r in listed}
     variants = ("elp-eager", "elp-reference", "elp-fused", "elp-compile", "weighted-sum", "full", "lora")
     assert set(rows) == {(b, v, c) for b in ("tiny-wavlm", "tiny-wav2vec2") for v in variants for c in ("none", "all")}
     for (backbone, variant, ck), r in rows.items():
@@ -140,7 +124,7 @@ def test_bench_e2e_smoke(tmp_path):
         assert float(elp["saved_vs_eager"]) < 1
         assert float(elp["pct_adapters"]) > 0 and float(rows[(b, "full", "none")]["pct_adapters"]) == 0
         assert int(rows[(b, "full", "none")]["trainable_params"]) > int(ws["trainable_params"])
-    assert "smoke mode" in proc.stdout
+    assert "smoke mode" in stdout
 
 
 def test_master_adamw_matches_fp32_adamw():
