@@ -79,10 +79,10 @@ else
   step saved-bytes 20 "$PY" benchmarks/saved_bytes.py --device cuda --out "$OUT/saved-bytes.csv"
   # End to end on the card, batch 8 x 16 s, bf16: WavLM-Large first (the target), then the other
   # backbones while its budget lasts; rows are written after every round.
-  step bench-e2e 110 "$PY" benchmarks/bench_e2e.py --variants elp-reference,elp-fused,weighted-sum,full,lora \
+  step bench-e2e 110 "$PY" benchmarks/bench_e2e.py --variants elp-eager,elp-reference,elp-fused,weighted-sum,full,lora \
     --budget-s 80 --out "$OUT/bench-e2e.csv"
   # ZeRO-2 against ZeRO-3 on the largest backbone, through the engine (needs deepspeed from .whl/).
-  step bench-zero 45 "$PY" benchmarks/bench_engine.py --backbone xls-r-1b --seconds 16 --micro-batch-size 8 \
+  step bench-zero 75 "$PY" benchmarks/bench_engine.py --backbone xls-r-1b --seconds 16 --micro-batch-size 8 \
     --zero-stages 2,3 --checkpointing all --steps 3 --warmup 2 --out "$OUT/bench-zero.csv"
   # A task recipe on the card: SIC from a tiny fixture, bf16, ZeRO-2, then eval from the adapters
   # (also needs soundfile and pyyaml from .whl/).
@@ -90,7 +90,7 @@ else
   # ELP under torch.compile last (Inductor compiles the whole 24-layer model: the slowest step),
   # with its own baseline rows in the same run.
   step bench-e2e-compile 90 "$PY" benchmarks/bench_e2e.py --backbones wavlm-large --checkpointing none \
-    --variants elp-reference,elp-fused,elp-compile --out "$OUT/bench-e2e-compile.csv"
+    --variants elp-eager,elp-fused,elp-compile --out "$OUT/bench-e2e-compile.csv"
   step report 15 "$PY" benchmarks/plot.py --results "$OUT" --out "$OUT"
 fi
 echo "results in $OUT"

@@ -136,6 +136,12 @@ def cpu_ops_table(path: Path, rows: list) -> list:
                    f"{_f(tg.num(bwd, 'speedup_vs_reference'))} | {_f(tg.num(both, 'speedup_vs_reference'))} | {_f(tg.num(both, 'speedup_vs_eager'))} | "
                    f"{_f(tg.num(both, 'speedup_vs_compile'))} | {_f(tg.num(both, 'saved_bytes_per_token'), 0)} "
                    f"({_f(tg.num(ref, 'saved_bytes_per_token'), 0)}) |")
+    missed = sorted({(r["provider"], r["op"], r["dtype"], ", ".join(
+        sorted({part.split(": ")[0] for part in r["gate"].removeprefix("FAIL ").split("; ")})))
+        for r in rows if r["gate"] != "ok" and r["mode"] == "fwd+bwd"})
+    if missed:
+        out += ["", "Baselines outside the correctness gate (timed anyway, as the speed-ups need them): " + "; ".join(
+            f"{prov} on {op} {dt} ({what})" for prov, op, dt, what in missed) + "."]
     return out
 
 
