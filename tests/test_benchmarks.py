@@ -185,6 +185,7 @@ def test_step_profile_categories():
     step()
     out = step_profile.breakdown(step, model, torch.device("cpu"))
     assert abs(sum(out[c] for c in step_profile.CATEGORIES) - 100) < 1e-6
+    assert report.CATEGORIES == step_profile.CATEGORIES
     assert out["adapters"] > 50, out
     assert out["attention"] > 0 and out["matmul"] > 0 and out["head"] > 0 and out["optimizer"] > 0, out
     assert step_profile.module_category("encoder.layers.0.attention", model.attention) == "attention"
