@@ -104,6 +104,7 @@ def _scope_of(event, forward_cat: dict) -> str:
 def breakdown(step: Callable[[], object], model: nn.Module, device: torch.device) -> dict:
     """Profile one call of `step` (with `model`'s modules scoped); returns {category: percent}
     plus 'profiled_ms', the summed self time over all events."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -121,6 +122,8 @@ def breakdown(step: Callable[[], object], model: nn.Module, device: torch.device
             forward_cat[seq] = cat
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for e in events:
+        if e.device_type != DeviceType.CPU:  # kernels count through the CPU op that launched them
+            continue
         t = _self_time(e, cuda)
         if t > 0 and not e.name.startswith(PREFIX):
             totals[_scope_of(e, forward_cat)] += t

@@ -165,7 +165,7 @@ class _Toy(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.attention = self.SelfAttention()
-        self.e_adapters = torch.nn.Sequential(torch.nn.Linear(32, 2048), torch.nn.Linear(2048, 32))
+        self.e_adapters = torch.nn.Sequential(torch.nn.Linear(32, 4096), torch.nn.Linear(4096, 32))
         self.classifier = torch.nn.Linear(32, 2)
 
     def forward(self, x):
@@ -175,7 +175,7 @@ class _Toy(torch.nn.Module):
 def test_step_profile_categories():
     torch.manual_seed(0)
     model = _Toy()
-    x = torch.randn(4, 256, 32)
+    x = torch.randn(16, 64, 32)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def step():
@@ -186,7 +186,9 @@ def test_step_profile_categories():
     out = step_profile.breakdown(step, model, torch.device("cpu"))
     assert abs(sum(out[c] for c in step_profile.CATEGORIES) - 100) < 1e-6
     assert report.CATEGORIES == step_profile.CATEGORIES
-    assert out["adapters"] > 50, out
+    # The adapter's GEMMs (forward and backward) dwarf the rest; a broken attribution of backward
+    # work (to "other") or of scopes would not leave them the largest share.
+    assert out["adapters"] == max(out[c] for c in step_profile.CATEGORIES) and out["adapters"] > 30, out
     assert out["attention"] > 0 and out["matmul"] > 0 and out["head"] > 0 and out["optimizer"] > 0, out
     assert step_profile.module_category("encoder.layers.0.attention", model.attention) == "attention"
     assert step_profile.module_category("encoder.layers.0.attention.q_proj", model.attention.q_proj) == "matmul"
