@@ -236,7 +236,9 @@ def main(argv=None) -> int:
         args.compile_backend = "aot_eager"  # Inductor's CPU compile takes minutes on CI
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    args.checkpointing = [{"none": False, "all": True}[c] for c in args.checkpointing.split(",")]
+    if not set(args.checkpointing.split(",")) <= {"none", "all"}:
+        p.error(f"--checkpointing: got {args.checkpointing!r}; expected a comma list of none, all")
+    args.checkpointing = [c == "all" for c in args.checkpointing.split(",")]
     variants = args.variants.split(",")
     bad = [v for v in variants if v not in em.VARIANTS] + [b for b in args.backbones.split(",") if b not in em.BACKBONES]
     if bad:
