@@ -9,13 +9,14 @@ with d = 768 (Base: post-LN layer, so residual + post-LN) and d = 1,024 (Large: 
 only); the L aggregation at m = 512 and weighted_layer_sum, for L in {13, 25} and d in {768, 1024};
 float32 and bfloat16; forward, backward alone and both. Providers: `reference` (elp_fast's spec
 op), `native` (the compiled CPU ops), `eager` (the module composition of bench_ops.py) and
-`compile` (torch.compile of it, Inductor; its compile seconds are the rows' first_call_s). All providers of a configuration are
-timed in the same run, interleaved over rounds (PERFORMANCE.md 3); CPU numbers are quoted only as
-ratios. A correctness gate (the TESTING.md rule on the first 1,024 rows against a float64 gold)
-runs first; a provider that fails it is reported and not timed. GB/s and % of floor use the
-bytes of bench_ops.py over this machine's copy bandwidth, measured in the same run. The summary
-reads the extension issue's acceptance off the rows: native >= 1.2x the reference for forward +
-backward of both composite ops.
+`compile` (torch.compile of it, Inductor; its compile seconds are the rows' first_call_s). All
+providers of a configuration are timed in the same run, interleaved over rounds (PERFORMANCE.md
+3); CPU numbers are quoted only as ratios. A correctness gate (the TESTING.md rule on the first
+1,024 rows against a float64 gold) runs first; the native ops are not timed if they fail it, the
+baselines are (their rows say so). GB/s and % of floor use the bytes of bench_ops.py over this
+machine's copy bandwidth, measured in the same run. The summary reads the extension issue's
+acceptance off the rows: native >= 1.2x the reference for forward + backward of both composite
+ops.
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ from pathlib import Path
 import torch
 
 import harness
-from bench_ops import MODES, _compiled, _first_rows, aggregate_case, bottleneck_case, mode_calls, with_bwd, wsum_case
+from bench_ops import (MODES, _compiled, aggregate_case, bottleneck_case, fill_timed, gate_case, mode_calls,
+                       with_bwd, wsum_case)
 from elp_fast import ops
 from elp_fast.ops import _native
-from numerics import run, saved_bytes
+from numerics import saved_bytes
 
 TARGET = 1.2
 GATE_ROWS = 1024
@@ -88,10 +90,7 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
         fns["eager"] = case["fns"]["eager"]
     if "compile" in providers:
         fns["compile"] = _compiled(case["fns"]["eager"], smoke)
-    inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
-    gold = run(fns["reference"], inputs, dy, dtype=torch.float64)
-    base = run(fns["reference"], inputs, dy)
-    gates, timed = harness.gate_providers(fns, lambda fn: run(fn, inputs, dy), base, gold, dtype, case["reduced"])
+    gates, timed = gate_case(case, fns, dtype, GATE_ROWS)
     rows = []
     with_bwd(case)
     for mode in MODES:
@@ -103,14 +102,7 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
             if name not in timings:
                 rows.append(row)
                 continue
-            row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[name]
-            row.tflops = case["flops"][mode] / row.median_ms / 1e9
-            row.gbps = case["bytes"][mode] / row.median_ms / 1e6
-            row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
-            row.speedup_vs_reference = timings["reference"][1] / row.median_ms
-            for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):
-                if ref in timings:
-                    setattr(row, attr, timings[ref][1] / row.median_ms)
+            fill_timed(row, timings, case, mode, bandwidth)
             if mode == "fwd+bwd" and name != "compile":  # what autograd keeps (PERFORMANCE.md 2: <= 2r + 8)
                 row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
             row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (

@@ -226,14 +226,25 @@ def _first_rows(inputs: dict, grad_out: torch.Tensor, n: int) -> tuple[dict, tor
     return out, grad_out[:n]
 
 
-def _gate(case: dict, fns: dict, dtype) -> tuple[dict, dict]:
+def gate_case(case: dict, fns: dict, dtype, rows: int = GATE_ROWS) -> tuple[dict, dict]:
     """Correctness gate, once per configuration (forward and backward) on its first rows: a
     failing fused provider is reported and not timed; baselines are timed anyway
     (harness.gate_providers). The float64 gold is freed on return."""
-    inputs, dy = _first_rows(case["inputs"], case["grad_out"], GATE_ROWS)
+    inputs, dy = _first_rows(case["inputs"], case["grad_out"], rows)
     gold = run(case["fns"]["reference"], inputs, dy, dtype=torch.float64)
     base = run(case["fns"]["reference"], inputs, dy)
     return harness.gate_providers(fns, lambda fn: run(fn, inputs, dy), base, gold, dtype, case["reduced"])
+
+
+def fill_timed(row: harness.Row, timings: dict, case: dict, mode: str, bandwidth: float) -> None:
+    """A timed row's times, rates, % of the floor and speed-ups against the baselines timed."""
+    row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[row.provider]
+    row.gbps = case["bytes"][mode] / row.median_ms / 1e6
+    row.tflops = case["flops"][mode] / row.median_ms / 1e9
+    row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
+    for ref in harness.BASELINES:
+        if ref in timings:
+            setattr(row, f"speedup_vs_{ref}", timings[ref][1] / row.median_ms)
 
 
 def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict) -> list:
@@ -243,7 +254,7 @@ def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float,
         fns["native"] = case["fns"]["native"]
     if case["tokens"] > REFERENCE_MAX_TOKENS:
         del fns["reference"]
-    gates, timed = _gate(case, fns, dtype)
+    gates, timed = gate_case(case, fns, dtype)
     rows = []
     with_bwd(case)
     for mode in MODES:
@@ -253,16 +264,10 @@ def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float,
             row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
                               str(dtype).replace("torch.", ""), gate=gates[name], env=env)
             if name in timings:
-                row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[name]
-                row.gbps = case["bytes"][mode] / row.median_ms / 1e6
-                row.tflops = case["flops"][mode] / row.median_ms / 1e9
-                row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
+                fill_timed(row, timings, case, mode, bandwidth)
                 row.peak_mem_mb = harness.peak_memory_mb(calls[name], device)
                 if mode == "fwd+bwd" and name != "compile":
                     row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
-                for ref, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):
-                    if ref in timings:
-                        setattr(row, attr, timings[ref][1] / row.median_ms)
             rows.append(row)
         del calls  # a "bwd" mode's kept graphs
     return rows
