@@ -37,12 +37,12 @@ def one_run(args) -> dict:
     """Runs in a child process: one Trainer, returns the row."""
     import torch
 
-    from elp_fast.engine.command import build_model
+    from elp_fast.tasks.tones import build_model
     from elp_fast.data import ToneDataset
     from elp_fast.engine import EngineConfig, Trainer
 
     if args.backbone in ("small", "base"):
-        model = build_model(argparse.Namespace(backbone=args.backbone))
+        model = build_model(args.backbone)
     else:  # a real-shaped backbone with the default ELP adapters and a 2-class head (the tones)
         import elp_fast
         from e2e_models import hf_classifier

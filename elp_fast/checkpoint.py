@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import files
 from .config import ELPConfig, ELPConfigError
 from .version import __version__
 
@@ -52,30 +53,6 @@ def backbone_signature(elp) -> dict:
     return sig
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_adapters(elp, directory: Any) -> Path:
     from safetensors.torch import save
 
@@ -90,7 +67,7 @@ def save_adapters(elp, directory: Any) -> Path:
         tensors[name] = t.detach().to("cpu").contiguous()
     data = save(tensors, metadata={"format": FORMAT})
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / WEIGHTS_NAME, data)
+    files.write_atomic(directory / WEIGHTS_NAME, data)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -100,8 +77,8 @@ def save_adapters(elp, directory: Any) -> Path:
         "weights_sha256": hashlib.sha256(data).hexdigest(),
         "tensors": {n: list(t.shape) for n, t in tensors.items()},
     }
-    _write_atomic(directory / CONFIG_NAME, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    _fsync_dir(directory)
+    files.write_atomic(directory / CONFIG_NAME, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    files.fsync_dir(directory)
     return directory
 
 

@@ -16,10 +16,12 @@ data2vec-audio): the encoder stays frozen, small adapters and a task head train.
 
   elp-fast demo                                   see it work in a few minutes, nothing to download
   elp-fast train --task sic --data FSC_ROOT --backbone WAVLM_DIR
-                                                  train a task recipe (asr, asv, ser, sic)
+                                                  train a task recipe (asr, asv, ser, sic, or a
+                                                  registered task of another package)
   elp-fast train --task ser --data IEMOCAP --backbone DIR --method l_only
                                                   ... or one of the baselines
   elp-fast eval --run runs/sic-elp                evaluate a run's adapters (test split by default)
+  elp-fast eval --run runs/sic-elp --predictions  ... and write each utterance's prediction
   elp-fast info                                   versions and which fused kernels run here
 
 `elp-fast COMMAND --help` explains each command's options."""
@@ -27,6 +29,9 @@ data2vec-audio): the encoder stays frozen, small adapters and a task head train.
 TRAIN_EPILOG = """\
 methods (--method):
 {methods}
+
+tasks (--task):
+{tasks}
 
 Each recipe (elp_fast/tasks/recipes/TASK.yaml; the resolved one is saved as config.yaml in the
 run directory) holds the data splits, adapter settings, head, epochs and the learning rate of
@@ -42,9 +47,79 @@ every parameter group per method. Examples:
 A run directory that holds a checkpoint is resumed (same settings), never overwritten."""
 
 
+def add_train_arguments(p: argparse.ArgumentParser, tasks: list) -> None:
+    from .tasks.methods import METHODS
+
+    g = p.add_argument_group("what to train")
+    g.add_argument("--task", default="tones", choices=["tones", *tasks], metavar="TASK",
+                   help=f"tones (synthetic, no data needed; the default) or a recipe task: {', '.join(tasks)} "
+                        "(needs --data)")
+    g.add_argument("--data", metavar="ROOT", help="corpus root in its standard layout (see the recipe's header)")
+    g.add_argument("--method", default="elp", choices=sorted(METHODS), metavar="METHOD",
+                   help="elp (default) or a baseline: " + ", ".join(m for m in METHODS if m != "elp"))
+    g.add_argument("--backbone", default="small", metavar="small|mini|base|DIR",
+                   help="a local HF checkpoint directory (pretrained WavLM, wav2vec 2.0, HuBERT, data2vec-audio), "
+                        "or a random WavLM: small (4 layers, d=64, default), mini (the demo's: WavLM's CNN, "
+                        "4 layers, d=128) or base (12 layers, d=768)")
+    g.add_argument("--config", metavar="FILE",
+                   help="with --task tones an EngineConfig (.yaml/.json); with a recipe task, a recipe YAML "
+                        "replacing the built-in one (elp_fast/tasks/recipes/TASK.yaml)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, VALUE in YAML syntax (repeatable): engine fields as lr=1e-3 or "
+                        "engine.lr=1e-3; recipe sections as model.e_bottleneck=64, data.verify=header, "
+                        "train.epochs=3, head.margin=0")
+    e = p.add_argument_group("engine (win over the config file)")
+    e.add_argument("--output", help="run directory: config.yaml, checkpoints/, metrics.jsonl, summary.json")
+    e.add_argument("--max-steps", type=int, help="optimizer steps (default: the recipe's epochs)")
+    e.add_argument("--micro-batch-size", type=int)
+    e.add_argument("--zero-stage", type=int)
+    e.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    e.add_argument("--activation-checkpointing", help="'all', 'none' or comma-separated layer indices")
+    t = p.add_argument_group("--task tones only")
+    t.add_argument("--train-size", type=int, help="synthetic training utterances (default 256)")
+    t.add_argument("--eval-size", type=int, help="synthetic evaluation utterances (default 64)")
+    t.add_argument("--seconds", type=float, help="length of each synthetic utterance (default 1.0)")
+
+
+def engine_flags(args: argparse.Namespace) -> dict:
+    """EngineConfig fields given as command-line flags (EngineConfig checks their values)."""
+    data = {}
+    for flag, name in (("output", "output_dir"), ("max_steps", "max_steps"), ("micro_batch_size", "micro_batch_size"),
+                       ("zero_stage", "zero_stage"), ("precision", "precision"),
+                       ("activation_checkpointing", "activation_checkpointing")):
+        value = getattr(args, flag)
+        if value is not None:
+            data[name] = value
+    return data
+
+
+def train(args: argparse.Namespace) -> int:
+    from .engine import distributed
+    from .engine.config import EngineConfigError
+
+    flags = engine_flags(args)
+    if args.task == "tones":
+        from .tasks.tones import main as tones_main
+
+        return tones_main(args, flags)
+    from .tasks.tones import FLAGS
+    from .tasks.run import train as train_task
+
+    given = [f for f in FLAGS if getattr(args, f) is not None]
+    if given:
+        raise EngineConfigError(f"--{given[0].replace('_', '-')}: only for --task tones")
+    if args.data is None:
+        raise EngineConfigError(f"--data: --task {args.task} needs the corpus root (see `elp-fast train --help`)")
+    train_task(args, flags)
+    distributed.shutdown()
+    return 0
+
+
 def main(argv=None) -> int:
     from .tasks.methods import describe_methods
+    from .tasks.registry import get_task, task_names
 
+    tasks = task_names()
     parser = argparse.ArgumentParser(prog="elp-fast", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # The deepspeed launcher passes --local_rank before the subcommand (LOCAL_RANK is read from the env).
@@ -59,14 +134,13 @@ def main(argv=None) -> int:
     from .demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(demo)
-    train = sub.add_parser("train", help="train adapters for a task recipe (or the synthetic tone task)",
-                           description="Train with the DeepSpeed engine; works under torchrun / the deepspeed "
-                                       "launcher for several processes.",
-                           epilog=TRAIN_EPILOG.format(methods=describe_methods()),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    from .engine.command import add_arguments
-
-    add_arguments(train)
+    task_lines = "\n".join(f"  {name:<13} {get_task(name).summary}" for name in tasks)
+    train_parser = sub.add_parser(
+        "train", help="train adapters for a task recipe (or the synthetic tone task)",
+        description="Train with the DeepSpeed engine; works under torchrun / the deepspeed launcher for several "
+                    "processes.", epilog=TRAIN_EPILOG.format(methods=describe_methods(), tasks=task_lines),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(train_parser, tasks)
     ev = sub.add_parser("eval", help="evaluate a run's adapters on a split",
                         description="Rebuilds the model of a run directory (its config.yaml), loads the newest "
                                     "complete checkpoint's adapters and reports the task's metric; writes "
@@ -82,17 +156,19 @@ def main(argv=None) -> int:
                     help="utterances per batch (default: the run's micro_batch_size, which reproduces the "
                          "training run's own evaluation: backbones with a group-normalised CNN, such as "
                          "WavLM/wav2vec2 Base, see the padding of their batch)")
+    ev.add_argument("--predictions", action="store_true",
+                    help="also write RUN/predictions-SPLIT.jsonl: per utterance its id, audio path, the "
+                         "prediction (transcript, class, slots or embedding) and the label")
     info = sub.add_parser("info", help="versions and the op backend table")
     info.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
+    from .checkpoint import CheckpointError
     from .config import ELPConfigError
+    from .engine.checkpoints import ResumeError
     from .engine.config import EngineConfigError
     from .tasks.datasets import DataError
     from .tasks.recipe import RecipeError
-
-    from .checkpoint import CheckpointError
-    from .engine.checkpoints import ResumeError
 
     user_errors = (EngineConfigError, ELPConfigError, DataError, RecipeError, CheckpointError, ResumeError,
                    FileNotFoundError, FileExistsError)
@@ -102,9 +178,7 @@ def main(argv=None) -> int:
 
             return demo_main(args, parser)
         if args.command == "train":
-            from .engine.command import main as train_main
-
-            return train_main(args)
+            return train(args)
         if args.command == "eval":
             if args.batch_size is not None and args.batch_size < 1:
                 parser.error(f"--batch-size: got {args.batch_size}; expected >= 1")

@@ -1,4 +1,4 @@
-"""The embedded demo (`elp-fast demo`, the README's main job): spoken-command intent
+"""The embedded demo (`elp-fast demo`, the README's first command): spoken-command intent
 classification from nothing on disk.
 
 1. Synthesise a small Fluent-Speech-Commands-style data set with espeak-ng: 12 intents (action,
@@ -26,7 +26,7 @@ import torch
 
 MARKER = ".elp_fast_demo"  # the demo only ever deletes a folder that it made itself
 DEMO_LR = 1e-2             # head, L-adapters, layer weights: a random backbone needs a brisk rate
-DEMO_LR_INNER = 1e-4       # E- and P-adapters, encoder norms: small, as in the predecessor's tables
+DEMO_LR_INNER = 1e-4       # E- and P-adapters, encoder norms: small, as in the published E/L-adapter code
 RUNS = {"elp": "ELP adapters (E + L + P)", "head_only": "head-only baseline"}
 
 
@@ -53,19 +53,6 @@ def base_plus_report() -> str:
     return wrap(model, p_len=0).parameter_report()
 
 
-def small_wavlm(seed: int):
-    """A tiny random WavLM with a sequence-classification head (tests and the tone task)."""
-    import transformers
-
-    torch.manual_seed(seed)
-    cfg = transformers.WavLMConfig(
-        hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
-        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_labels=2,
-        classifier_proj_size=32, mask_time_prob=0.0, layerdrop=0.0)
-    return transformers.WavLMForSequenceClassification(cfg)
-
-
 def fresh_output(output: Path) -> None:
     if output.exists():
         if not (output / MARKER).is_file():
@@ -78,12 +65,14 @@ def fresh_output(output: Path) -> None:
 def demo_recipe(steps: int, seed: int, pretrained: bool) -> dict:
     """The SIC recipe with demo-sized settings: a fixed number of steps with warm-up and linear
     decay, learning rates for a small random backbone, adapter sizes for its width (the recipe's
-    DESIGN.md defaults with a pretrained --backbone)."""
+    defaults with a pretrained --backbone), and a GELU after the head's hidden layer (the
+    settings its published figures were measured with)."""
     from .tasks.recipe import load_recipe
 
     recipe = load_recipe("sic")
     recipe["train"] = {"epochs": 1}
     recipe["data"]["verify"] = "header"  # synthesised just now, by us
+    recipe["head"]["activation"] = "gelu"
     if not pretrained:
         recipe["model"].update(e_bottleneck=64, l_dim=128)
         recipe["head"]["hidden"] = 128
@@ -152,14 +141,14 @@ def plot(output: Path, runs: dict, layer_weights: Optional[list]) -> list[Path]:
 
 def run_demo(output="demo_output", *, steps: int = 300, seed: int = 0, backbone: Optional[str] = None,
              train_voices: int = 36, test_voices: int = 8) -> dict:
-    from .checkpoint import _write_atomic
+    from .files import write_atomic
     from .data import spoken_commands
     from .tasks.run import train_recipe
 
     t_start = time.time()
     output = Path(output)
     fresh_output(output)
-    print("== WavLM Base+ dimensions with the predecessor's E + L adapters (shapes only, nothing downloaded)")
+    print("== WavLM Base+ dimensions with the E + L adapters of Otake et al. (shapes only, nothing downloaded)")
     print(base_plus_report())
 
     data_dir = output / "data"
@@ -213,7 +202,7 @@ def run_demo(output="demo_output", *, steps: int = 300, seed: int = 0, backbone:
     result = {"seed": seed, "steps": steps, "backbone": described, "data": made, "chance_accuracy": chance,
               "runs": {m: {k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for m, r in runs.items()},
               "layer_weights": weights, "plots": [str(p) for p in plots], "seconds": time.time() - t_start}
-    _write_atomic(output / "summary.json", (json.dumps(result, indent=2) + "\n").encode())
+    write_atomic(output / "summary.json", (json.dumps(result, indent=2) + "\n").encode())
     print(f"run directory {output}/: summary.json, {', '.join(p.name for p in plots) or 'no plots'}, "
           f"elp/ and head_only/ (config.yaml, metrics.jsonl, checkpoints/); {time.time() - t_start:.0f} s in all")
     return result

@@ -80,9 +80,9 @@ def test_bad_checkpointing_arguments():
     elp = wrapped("wavlm-postln")
     with pytest.raises(ValueError, match=r"got layer indices \[3\]; this backbone has 3 encoder layers"):
         elp.set_activation_checkpointing([0, 3])
-    with pytest.raises(ValueError, match="expected 'all', 'none'"):
+    with pytest.raises(ValueError, match="expected 'all' or 'none'"):
         elp.set_activation_checkpointing("most")
-    with pytest.raises(TypeError, match="list of 0-based layer indices"):
+    with pytest.raises(ValueError, match="list of 0-based layer indices"):
         elp.set_activation_checkpointing([0.5])
     assert elp.set_activation_checkpointing([2, 0]) == [0, 2] and elp.checkpointed_layers == [0, 2]
     assert elp.set_activation_checkpointing(False) == []

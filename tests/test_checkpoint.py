@@ -194,20 +194,20 @@ def test_pickle_posing_as_safetensors_never_executes(saved, tmp_path):
 
 
 def test_interrupted_save_is_never_loaded_silently(tmp_path, monkeypatch):
-    from elp_fast import checkpoint
+    from elp_fast import files
 
     elp = _trained()
     elp.save_adapters(tmp_path)
     with torch.no_grad():
         elp.l_adapters.layer_logits.add_(1.0)
-    real_write = checkpoint._write_atomic
+    real_write = files.write_atomic
 
     def crash_before_config(path, data):
         if path.name == CONFIG_NAME:
             raise KeyboardInterrupt("killed between the two renames")
         real_write(path, data)
 
-    monkeypatch.setattr(checkpoint, "_write_atomic", crash_before_config)
+    monkeypatch.setattr(files, "write_atomic", crash_before_config)
     with pytest.raises(KeyboardInterrupt):
         elp.save_adapters(tmp_path)
     monkeypatch.undo()

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("deepspeed")
 
 import elp_fast  # noqa: E402
-from elp_fast.demo import small_wavlm  # noqa: E402
+from elp_fast.models.random_backbone import random_wavlm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--train-size", "16", "--eval-size", "8", "--seconds", "0.25", "--micro-batch-size", "4",
@@ -47,14 +47,14 @@ def test_train_command(tmp_path, procs):
                                               "layer_norms", "head"}
     assert lrs["head"] == pytest.approx(lrs["e_adapters"] * 1e-3 / 5e-3), "per-group learning rates"
     assert "adapters:" in log and "done: step 4/4" in log
-    elp = elp_fast.wrap(small_wavlm(0), e_bottleneck=32, l_dim=48, p_len=4)
+    elp = elp_fast.wrap(random_wavlm("small", 0, "sequence_classification", num_labels=2, classifier_proj_size=32), e_bottleneck=32, l_dim=48, p_len=4)
     elp.load_adapters(out / "checkpoints" / "step-00000004" / "adapters")
 
 
 @pytest.mark.parametrize("args,message", [
     (["--set", "lr=-1"], "EngineConfig.lr: got -1"),
     (["--set", "lr"], "--set: got 'lr'; expected FIELD=VALUE"),
-    (["--activation-checkpointing", "1,x"], "--activation-checkpointing: got '1,x'"),
+    (["--activation-checkpointing", "1,x"], "activation_checkpointing: got '1,x'"),
     (["--config", "missing.yaml"], "missing.yaml does not exist"),
     (["--backbone", "/no/such/dir"], "--backbone: /no/such/dir is not a directory"),
     (["--zero-stage", "5"], "EngineConfig.zero_stage: got 5"),

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elp_fast.tasks.asr import CharVocab
-from elp_fast.tasks.evaluators import (ClassificationEvaluator, CTCEvaluator, SlotEvaluator,
-                                       VerificationEvaluator)
+from elp_fast.tasks.asr import CharVocab, CTCEvaluator
+from elp_fast.tasks.asv import VerificationEvaluator
+from elp_fast.tasks.evaluators import ClassificationEvaluator
+from elp_fast.tasks.sic import SlotEvaluator
 
 
 class Fake:

@@ -3,7 +3,8 @@ schedule keeps its shape when a run is shortened."""
 import pytest
 
 from elp_fast.tasks.methods import METHODS
-from elp_fast.tasks.recipe import (TASKS, RecipeError, apply_overrides, load_recipe, resolve_engine,
+from elp_fast.tasks.registry import BUILTIN as TASKS
+from elp_fast.tasks.recipe import (RecipeError, apply_overrides, load_recipe, resolve_engine,
                                    resolve_model)
 
 
@@ -26,8 +27,38 @@ def test_per_epoch_factors_become_piecewise_points_and_shrink_with_max_steps():
     assert [short.lr_factor(s) for s in range(14)] == [0.1, 0.1, 0.5, 0.5, 0.7, 0.7, 1.0, 1.0, 0.5, 0.5,
                                                          0.3, 0.3, 0.1, 0.1]
     assert short.eval_every == 2  # valid every epoch
-    asr = resolve_engine(load_recipe("asr"), "elp", 50, {"max_steps": 100})
-    assert asr.warmup_steps == 20 and asr.schedule == "linear"  # 20 of 100 epochs warm up
+    asr = resolve_engine(load_recipe("asr"), "elp", 50, {"max_steps": 100})  # one step per epoch
+    assert asr.schedule == "piecewise" and asr.warmup_steps == 0
+    assert asr.lr_factor(0) == pytest.approx(0.1) and asr.lr_factor(30) == pytest.approx(0.5005, abs=1e-4)
+
+
+def published_asr_lambda(epoch, num_epochs=100, alpha=0.2, beta=0.03, start=10, end=1.0, scale=10):
+    """The published E/L-adapter ASR schedule, re-derived: a LambdaLR stepped once per epoch over
+    np.linspace(start, E, E*alpha)/E, then ones(E*beta), then
+    np.linspace(E, end, N)/np.linspace(E, E*scale, N) with N = E - E*alpha - E*beta + 1."""
+    import numpy as np
+
+    n = num_epochs - int(num_epochs * alpha) - int(num_epochs * beta) + 1
+    curve = np.concatenate([np.linspace(start, num_epochs, int(num_epochs * alpha)) / num_epochs,
+                            np.ones(int(num_epochs * beta)),
+                            np.linspace(num_epochs, end, n) / np.linspace(num_epochs, num_epochs * scale, n)])
+    return float(curve[epoch])
+
+
+def test_asr_schedule_is_the_published_per_epoch_curve():
+    from elp_fast.tasks.recipe import hyperbolic_epoch_factors
+
+    factors = hyperbolic_epoch_factors(100)
+    assert len(factors) == 100
+    assert factors == pytest.approx([published_asr_lambda(e) for e in range(100)], rel=1e-12)
+    named = {0: 0.1, 3: 0.24211, 19: 1.0, 22: 1.0, 23: 1.0, 30: 0.5005, 50: 0.15709, 99: 0.0023127}
+    for epoch, value in named.items():
+        assert factors[epoch] == pytest.approx(value, rel=1e-4), epoch
+    # the recipe's run: 100 epochs of 10 steps, each step at its epoch's factor
+    cfg = resolve_engine(load_recipe("asr"), "elp", 10, {})
+    assert cfg.max_steps == 1000
+    assert [cfg.lr_factor(10 * e + 9) for e in (0, 30, 99)] == pytest.approx([0.1, 0.5005, 0.0023127], rel=1e-4)
+    assert sum(factors) == pytest.approx(27.907, abs=1e-3)  # epochs at full rate, in all
 
 
 def test_overrides_reach_nested_keys_and_schedules():

@@ -118,7 +118,7 @@ def test_backbone_from_a_local_checkpoint_directory(tmp_path):
     import torch
     import transformers
 
-    from elp_fast.tasks.run import random_wavlm_config
+    from elp_fast.models.random_backbone import random_wavlm_config
 
     torch.manual_seed(3)
     ckpt = tmp_path / "wavlm-ctc"

@@ -20,7 +20,7 @@ def sic_model(sizes=(3, 4, 2), seed=0):
 def test_multi_slot_head_trains_and_round_trips(tmp_path):
     elp = sic_model()
     counts = elp.trainable_parameter_counts()
-    assert counts["task head"] == sum(p.numel() for p in elp.task_head.parameters()) > 0
+    assert counts["head"] == sum(p.numel() for p in elp.task_head.parameters()) > 0
     x, mask = audio_batch()
     labels = torch.tensor([[0, 1, 1], [2, 3, 0]])
     out = elp(x, attention_mask=mask, labels=labels)

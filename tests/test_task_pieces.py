@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from elp_fast.tasks.asr import CharVocab, check_ctc_target, frames_for_samples
-from elp_fast.tasks.asv import AAMSoftmax, SpeakerEmbedding, as_norm, cosine_scores, masked_mean_std
+from elp_fast.tasks.asv import AAMSoftmax, SpeakerEmbedding, as_norm
+from elp_fast.tasks.pooling import masked_mean_std
 from elp_fast.tasks.sic import MultiSlotHead, SlotVocab
 
 W2V_KERNEL, W2V_STRIDE = (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)
@@ -65,13 +66,17 @@ def test_aam_softmax():
     assert loss.item() > F.cross_entropy(plain, torch.tensor([0])).item() and aam.weight.grad.abs().sum() > 0
 
 
-def test_cosine_scores_and_as_norm():
+def test_as_norm_and_s_norm():
     e, t = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0]])
-    s = cosine_scores(e, t)
+    s = F.cosine_similarity(e, t)
     assert s.tolist() == pytest.approx([0.0])
     # cohort scores of both sides are [1, 0]: mean 0.5, std 0.7071 -> (0 - 0.5) / 0.7071
     cohort = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert as_norm(s, e, t, cohort, top_k=2).tolist() == pytest.approx([-0.5 / math.sqrt(0.5)])
+    # S-norm: the whole cohort; AS-norm with top_k 1: only the closest cohort score (1), std clamped
+    assert as_norm(s, e, t, cohort, top_k=None).tolist() == pytest.approx([-0.5 / math.sqrt(0.5)])
+    big = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    assert as_norm(s, e, t, big, top_k=None).tolist() != as_norm(s, e, t, big, top_k=2).tolist()
     with pytest.raises(ValueError, match="cohort must be"):
         as_norm(s, e, t, torch.zeros(1, 2))
 

@@ -37,7 +37,7 @@ def test_gradient_audit_and_frozen_weights_stay_bit_identical(backbone_key, p_mo
     for n, b in elp.named_buffers():
         assert torch.equal(b, buffers[n]), n
     groups = {elp.parameter_group(n) for n in trainable}
-    assert groups == {"E-adapters", "L-adapters", "layer weights", "P-adapter", "encoder layer norms", "task head"}
+    assert groups == {"e_adapters", "l_adapters", "layer_weights", "p_adapter", "layer_norms", "head"}
 
 
 def test_parameter_figure_for_wavlm_base_plus_dimensions():
@@ -47,19 +47,19 @@ def test_parameter_figure_for_wavlm_base_plus_dimensions():
     elp = elp_fast.wrap(model, p_len=0)
     counts = elp.trainable_parameter_counts()
     assert counts["trainable_no_head"] == 9_127_436  # the predecessor's published count
-    assert counts["E-adapters"] == 11 * (2 * 768 * 256 + 256 + 768 + 2 * 768)
-    assert counts["L-adapters"] == 12 * (768 * 512 + 3 * 512) and counts["layer weights"] == 12
-    assert counts["encoder layer norms"] == 12 * 2 * 2 * 768 and counts["P-adapter"] == 0
+    assert counts["e_adapters"] == 11 * (2 * 768 * 256 + 256 + 768 + 2 * 768)
+    assert counts["l_adapters"] == 12 * (768 * 512 + 3 * 512) and counts["layer_weights"] == 12
+    assert counts["layer_norms"] == 12 * 2 * 2 * 768 and counts["p_adapter"] == 0
     report = elp.parameter_report()
-    assert "9,127,436" in report and "E-adapters" in report and "%" in report
+    assert "9,127,436" in report and "e_adapters" in report and "%" in report
 
 
 def test_switches_change_what_trains():
     elp = elp_fast.wrap(tiny_model("wav2vec2-postln", head="ForSequenceClassification"),
                         train_layer_norms=False, train_head=False, e_layers="none", p_len=0)
     c = elp.trainable_parameter_counts()
-    assert c["encoder layer norms"] == c["task head"] == c["E-adapters"] == c["P-adapter"] == 0
-    assert c["trainable"] == c["L-adapters"] + c["layer weights"] > 0
+    assert c["layer_norms"] == c["head"] == c["e_adapters"] == c["p_adapter"] == 0
+    assert c["trainable"] == c["l_adapters"] + c["layer_weights"] > 0
     only_e = elp_fast.wrap(tiny_model("wavlm-postln"), l_layers="none", e_layers="all", p_len=0)
     out = only_e(*audio_batch())
     assert out.last_hidden_state.shape[-1] == 32 and only_e.l_adapters is None

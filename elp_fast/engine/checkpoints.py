@@ -29,7 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..checkpoint import _fsync_dir, _write_atomic, read_format_json
+from ..checkpoint import read_format_json
+from ..files import fsync_dir, write_atomic
 
 log = logging.getLogger("elp_fast.engine")
 
@@ -72,7 +73,7 @@ def fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 def clean_stale(ckpt_root: Path) -> list[Path]:
@@ -98,7 +99,7 @@ def file_hashes(directory: Path) -> dict:
 def write_state(tmp: Path, state: dict) -> None:
     """Seal a checkpoint being built in `tmp`: the state file records every other file's hash."""
     state = {**state, "format": FORMAT, "format_version": FORMAT_VERSION, "files": file_hashes(tmp)}
-    _write_atomic(tmp / STATE_NAME, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
+    write_atomic(tmp / STATE_NAME, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
 
 def commit(tmp: Path, ckpt_root: Path, step: int, keep_last: int,
@@ -113,11 +114,11 @@ def commit(tmp: Path, ckpt_root: Path, step: int, keep_last: int,
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(ckpt_root)
+    fsync_dir(ckpt_root)
     if after_rename is not None:
         after_rename()
-    _write_atomic(ckpt_root / LATEST, (final.name + "\n").encode())
-    _fsync_dir(ckpt_root)
+    write_atomic(ckpt_root / LATEST, (final.name + "\n").encode())
+    fsync_dir(ckpt_root)
     for old in list_checkpoints(ckpt_root)[keep_last:]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -10,17 +10,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
+
+from ..config import PARAMETER_GROUPS as GROUPS
+from ..validation import fail, is_int, is_number, parse_layer_spec
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("linear", "cosine", "constant", "piecewise")
-# Parameter groups, each with its own learning rate (the paper tunes them separately).
-GROUPS = ("e_adapters", "l_adapters", "layer_weights", "p_adapter", "layer_norms", "encoder", "head")
-# ELPModel.parameter_group() report names -> engine group keys.
-GROUP_OF_REPORT = {"E-adapters": "e_adapters", "L-adapters": "l_adapters", "layer weights": "layer_weights",
-                   "P-adapter": "p_adapter", "encoder layer norms": "layer_norms", "encoder": "encoder",
-                   "task head": "head"}
-RESUME = ("auto", "never")
 
 
 class EngineConfigError(ValueError):
@@ -28,15 +24,8 @@ class EngineConfigError(ValueError):
 
 
 def _fail(name: str, value: Any, expected: str) -> None:
-    raise EngineConfigError(f"EngineConfig.{name}: got {value!r}; expected {expected}")
+    fail(f"EngineConfig.{name}", value, expected, EngineConfigError)
 
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -80,11 +69,11 @@ class EngineConfig:
                               ("warmup_steps", 0), ("eval_every", 0), ("eval_batches", 0), ("log_every", 1),
                               ("save_every", 0), ("keep_last", 1), ("seed", 0), ("num_workers", 0)):
             v = getattr(self, name)
-            if not _is_int(v) or v < minimum:
+            if not is_int(v) or v < minimum:
                 _fail(name, v, f"an integer >= {minimum}")
         if self.precision not in PRECISIONS:
             _fail("precision", self.precision, " or ".join(map(repr, PRECISIONS)))
-        if self.zero_stage not in (0, 1, 2, 3) or not _is_int(self.zero_stage):
+        if self.zero_stage not in (0, 1, 2, 3) or not is_int(self.zero_stage):
             _fail("zero_stage", self.zero_stage, "0, 1, 2 or 3")
         for name in ("offload_optimizer", "offload_params", "progress"):
             if not isinstance(getattr(self, name), bool):
@@ -97,33 +86,33 @@ class EngineConfig:
         if self.precision == "fp16" and self.zero_stage == 0:
             _fail("precision", "fp16", "'bf16' or 'fp32' with zero_stage 0 (fp16 needs ZeRO stage >= 1 here, "
                   "whose optimizer keeps fp32 master weights with dynamic loss scaling)")
-        if not _is_num(self.batch_seconds) or self.batch_seconds < 0:
+        if not is_number(self.batch_seconds) or self.batch_seconds < 0:
             _fail("batch_seconds", self.batch_seconds, "a finite number >= 0 (0: fixed micro_batch_size batches)")
-        if not _is_num(self.lr) or self.lr <= 0:
+        if not is_number(self.lr) or self.lr <= 0:
             _fail("lr", self.lr, "a finite number > 0")
         if not isinstance(self.group_lr, dict):
             _fail("group_lr", self.group_lr, f"a dict from group name {GROUPS} to a learning rate")
         for k, v in self.group_lr.items():
             if k not in GROUPS:
                 _fail("group_lr", self.group_lr, f"keys among {GROUPS} (unknown group {k!r})")
-            if not _is_num(v) or v < 0:
+            if not is_number(v) or v < 0:
                 _fail(f"group_lr[{k!r}]", v, "a finite number >= 0")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         betas = self.betas
         if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                or not all(_is_num(b) and 0 <= b < 1 for b in betas)):
+                or not all(is_number(b) and 0 <= b < 1 for b in betas)):
             _fail("betas", betas, "two numbers in [0, 1)")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
-        if not _is_num(self.adam_eps) or self.adam_eps <= 0:
+        if not is_number(self.adam_eps) or self.adam_eps <= 0:
             _fail("adam_eps", self.adam_eps, "a finite number > 0")
         if self.schedule not in SCHEDULES:
             _fail("schedule", self.schedule, " or ".join(map(repr, SCHEDULES)))
         if self.schedule == "piecewise" or self.lr_points:
             pts = self.lr_points
             ok = (self.schedule == "piecewise" and isinstance(pts, (list, tuple)) and len(pts) > 0
-                  and all(isinstance(q, (list, tuple)) and len(q) == 2 and _is_int(q[0]) and q[0] >= 0
-                          and _is_num(q[1]) and q[1] >= 0 for q in pts)
+                  and all(isinstance(q, (list, tuple)) and len(q) == 2 and is_int(q[0]) and q[0] >= 0
+                          and is_number(q[1]) and q[1] >= 0 for q in pts)
                   and pts[0][0] == 0 and all(a[0] < b[0] for a, b in zip(pts, pts[1:])))
             if not ok:
                 _fail("lr_points", pts, "with schedule 'piecewise' (and only then), a non-empty list of "
@@ -131,18 +120,13 @@ class EngineConfig:
             object.__setattr__(self, "lr_points", [[int(a), float(b)] for a, b in pts])
         if self.warmup_steps > self.max_steps:
             _fail("warmup_steps", self.warmup_steps, f"at most max_steps ({self.max_steps})")
-        if not _is_num(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+        if not is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
             _fail("min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]")
-        if not _is_num(self.grad_clip) or self.grad_clip < 0:
+        if not is_number(self.grad_clip) or self.grad_clip < 0:
             _fail("grad_clip", self.grad_clip, "a finite number >= 0 (0 turns clipping off)")
-        ac = self.activation_checkpointing
-        if isinstance(ac, str):
-            if ac not in ("all", "none"):
-                _fail("activation_checkpointing", ac, "'all', 'none' or a list of 0-based layer indices")
-        elif isinstance(ac, (list, tuple)) and all(_is_int(i) and i >= 0 for i in ac):
-            object.__setattr__(self, "activation_checkpointing", sorted(set(ac)))
-        else:
-            _fail("activation_checkpointing", ac, "'all', 'none' or a list of 0-based layer indices")
+        object.__setattr__(self, "activation_checkpointing", parse_layer_spec(
+            "EngineConfig.activation_checkpointing", self.activation_checkpointing, EngineConfigError,
+            keywords=("all", "none")))
         if not isinstance(self.resume, (str, Path)) or not str(self.resume):
             _fail("resume", self.resume, "'auto', 'never' or the path of a checkpoint directory")
         object.__setattr__(self, "resume", str(self.resume))
@@ -267,6 +251,3 @@ def load_yaml(text: str) -> Any:
 OWNED_DS_KEYS = {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
                  "gradient_clipping", "zero_optimization", "bf16", "fp16", "optimizer", "scheduler"}
 
-
-def group_key(report_group: str) -> Optional[str]:
-    return GROUP_OF_REPORT.get(report_group)

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from ..checkpoint import _write_atomic
+from ..files import write_atomic
 from ..config import SAMPLING_RATE
 
 
@@ -52,7 +52,7 @@ class MetricsLog:
                 continue
             if rec.get("step", 0) <= step and rec.get("type") != "summary":
                 kept.append(line)
-        _write_atomic(self.path, "".join(line + "\n" for line in kept).encode())
+        write_atomic(self.path, "".join(line + "\n" for line in kept).encode())
 
     def write(self, record: dict) -> None:
         if not self.enabled:

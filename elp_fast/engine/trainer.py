@@ -20,11 +20,12 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..checkpoint import _write_atomic
+from ..files import write_atomic
 from . import checkpoints as ckpt
 from . import distributed as dist
 from . import state as train_state
-from .config import EngineConfig, EngineConfigError, group_key
+from ..config import PARAMETER_GROUPS
+from .config import EngineConfig, EngineConfigError
 from .data import BatchPlan, as_dataset, eval_batches, train_batches
 from .records import MetricsLog, Progress, audio_seconds, format_seconds, peak_memory_bytes
 
@@ -132,7 +133,8 @@ class Trainer:
     def _param_groups(self) -> list[dict]:
         groups: dict[tuple, list] = {}
         for name, p in self._named_trainable():
-            key = group_key(self.model.parameter_group(name)) or "head"
+            key = self.model.parameter_group(name)
+            key = key if key in PARAMETER_GROUPS else "head"  # a backbone parameter the user unfroze
             decay = p.ndim >= 2 and name.rsplit(".", 1)[-1] in _DECAYED
             groups.setdefault((key, decay), []).append(p)
         out = []
@@ -164,16 +166,8 @@ class Trainer:
         forward reads from outside their module's forward must be named to DeepSpeed."""
         from deepspeed.runtime.zero import register_external_parameter
 
-        m = self.model
-        bb = m.backbone
-        if not m.stable_layer_norm:  # post-LN E-adapters apply the layer's final LayerNorm
-            for i, adapter in m.e_adapters.items():
-                for p in bb.encoder.layers[int(i)].final_layer_norm.parameters():
-                    register_external_parameter(adapter, p)
-        for owner, attr in ((bb, "masked_spec_embed"), (m.model, "layer_weights")):
-            p = getattr(owner, attr, None)
-            if isinstance(p, torch.nn.Parameter):
-                register_external_parameter(m, p)
+        for module, p in self.model.external_parameters():
+            register_external_parameter(module, p)
 
     def setup(self) -> None:
         """Start DeepSpeed and, when resuming, check and load the checkpoint (train() and
@@ -494,7 +488,7 @@ class Trainer:
         }
         if self.rank == 0:
             self.metrics.write(summary)
-            _write_atomic(self.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+            write_atomic(self.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
             peak = max(peaks) / 2 ** 20
             loss = "no step run" if last_loss is None else f"loss {last_loss:.4f}"
             self._say(f"{'stopped by ' + stopped if stopped else 'done'}: step {self.step}/{self.config.max_steps}, "

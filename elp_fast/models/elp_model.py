@@ -15,13 +15,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
-from ..config import ELPConfig, ELPConfigError, resolve_layers
+from ..config import PARAMETER_GROUPS, ELPConfig, ELPConfigError, resolve_layers
+from ..validation import parse_layer_spec, resolve_layer_spec
 from ..modules import EAdapter, LAdapterBank, LayerSum, PAdapter
 from . import heads
 from .inputs import check_input_values, check_attention_mask
 from .registry import Resolved
 
-GROUPS = ("E-adapters", "L-adapters", "layer weights", "P-adapter", "encoder layer norms", "encoder", "task head")
 
 
 @dataclass
@@ -55,11 +55,14 @@ class ELPModel(nn.Module):
         self.e_layer_ids = resolve_layers("e_layers", config.e_layers, num_layers)
         self.a_layer_ids = resolve_layers("a_layers", config.a_layers, num_layers)
         self.l_layer_ids = resolve_layers("l_layers", config.l_layers, num_layers)
+        # The hidden states the L path reads, as indices into [X^0, X^1, ..., X^L].
+        self.l_taps = ([0] if config.l_input else []) + [i + 1 for i in self.l_layer_ids]
+        top_tap = max(self.l_taps, default=0) - 1  # the highest encoder layer the L path reads (-1: none)
         for name, ids in (("e_layers", self.e_layer_ids), ("a_layers", self.a_layer_ids)):
-            if self.l_layer_ids and ids and max(ids) > max(self.l_layer_ids):
+            if self.l_taps and ids and max(ids) > top_tap:
                 raise ELPConfigError(
                     f"ELPConfig.{name}: got {getattr(config, name)!r}, which puts an {'E' if name[0] == 'e' else 'attention'}-adapter in layer "
-                    f"{max(ids)} above the highest L-adapter tap {max(self.l_layer_ids)} (l_layers); it "
+                    f"{max(ids)} above the highest L-adapter tap {top_tap} (l_layers); it "
                     f"would never receive a gradient. Expected {name} within the tapped range")
 
         ref = next(model.parameters())
@@ -71,10 +74,10 @@ class ELPModel(nn.Module):
         self.e_adapters = bottlenecks(self.e_layer_ids)
         self.a_adapters = bottlenecks(self.a_layer_ids)  # after attention: the conventional-adapter baseline
         self.l_adapters: Optional[nn.Module] = None
-        if self.l_layer_ids and config.l_mode == "identity":
-            self.l_adapters = LayerSum(len(self.l_layer_ids), **kw)
-        elif self.l_layer_ids:
-            self.l_adapters = LAdapterBank(len(self.l_layer_ids), dim, config.l_dim, activation=config.l_act,
+        if self.l_taps and config.l_mode == "identity":
+            self.l_adapters = LayerSum(len(self.l_taps), **kw)
+        elif self.l_taps:
+            self.l_adapters = LAdapterBank(len(self.l_taps), dim, config.l_dim, activation=config.l_act,
                                            eps=config.eps, init_std=config.init_std, **kw)
         self.p_adapter = (PAdapter(config.p_len, feat_dim, mode=config.p_mode,
                                    bottleneck=config.p_bottleneck, activation=config.activation,
@@ -139,23 +142,40 @@ class ELPModel(nn.Module):
 
     def _backbone_groups(self) -> dict:
         groups = {n: "encoder" for n, _ in self._encoder_params()} if self.config.train_encoder else {}
-        groups.update({n: "encoder layer norms" for n, _ in self._layer_norm_params()})
-        groups.update({n: "task head" for n, _ in self._head_params()})
+        groups.update({n: "layer_norms" for n, _ in self._layer_norm_params()})
+        groups.update({n: "head" for n, _ in self._head_params()})
         return groups
 
+    def external_parameters(self) -> list[tuple[nn.Module, nn.Parameter]]:
+        """(module, parameter) pairs in which the module's forward reads a parameter that lives
+        outside it. ZeRO-3 gathers a module's own parameters when its forward runs and must be
+        told about these (the engine registers them)."""
+        pairs = []
+        bb = self.backbone
+        if not self.stable_layer_norm:  # post-LN E-adapters apply their layer's final LayerNorm
+            for i, adapter in self.e_adapters.items():
+                pairs += [(adapter, p) for p in bb.encoder.layers[int(i)].final_layer_norm.parameters()]
+        for owner, attr in ((bb, "masked_spec_embed"), (self.model, "layer_weights")):
+            p = getattr(owner, attr, None)  # SpecAugment's mask embedding; HF's layer-sum weights
+            if isinstance(p, nn.Parameter):
+                pairs.append((self, p))
+        return pairs
+
     def parameter_group(self, name: str, _backbone: Optional[dict] = None) -> str:
-        """The report group a parameter (by its name in this module) belongs to (attention
-        adapters count as E-adapters: the same bottleneck, and the same learning rate)."""
-        for prefix, group in (("e_adapters.", "E-adapters"), ("a_adapters.", "E-adapters"),
-                              ("l_adapters.layer_logits", "layer weights"),
-                              ("l_adapters.", "L-adapters"), ("p_adapter.", "P-adapter"), ("task_head.", "task head")):
+        """The group (config.PARAMETER_GROUPS) a parameter, by its name in this module, belongs
+        to: its learning-rate group and its line in the parameter report. Attention adapters
+        count as e_adapters (the same bottleneck, and the same learning rate); a frozen backbone
+        parameter is "backbone"."""
+        for prefix, group in (("e_adapters.", "e_adapters"), ("a_adapters.", "e_adapters"),
+                              ("l_adapters.layer_logits", "layer_weights"),
+                              ("l_adapters.", "l_adapters"), ("p_adapter.", "p_adapter"), ("task_head.", "head")):
             if name.startswith(prefix):
                 return group
         return (_backbone if _backbone is not None else self._backbone_groups()).get(name, "backbone")
 
     def trainable_parameter_counts(self) -> dict:
         """Trainable parameters per group, plus 'trainable', 'trainable_no_head' and 'total'."""
-        counts = dict.fromkeys(GROUPS, 0)
+        counts = dict.fromkeys(PARAMETER_GROUPS, 0)
         backbone_groups = self._backbone_groups()
         total = 0
         for name, p in self.named_parameters():
@@ -165,7 +185,7 @@ class ELPModel(nn.Module):
                 group = self.parameter_group(name, backbone_groups)
                 counts[group] = counts.get(group, 0) + n
         counts["trainable"] = sum(counts.values())
-        counts["trainable_no_head"] = counts["trainable"] - counts["task head"]
+        counts["trainable_no_head"] = counts["trainable"] - counts["head"]
         counts["total"] = total
         return counts
 
@@ -209,22 +229,8 @@ class ELPModel(nn.Module):
             layers = "none"
         elif layers is True:
             layers = "all"
-        n = self.num_layers
-        if isinstance(layers, str):
-            if layers not in ("all", "none"):
-                raise ValueError(f"activation_checkpointing: got {layers!r}; expected 'all', 'none' or "
-                                 "a list of 0-based layer indices")
-            ids = list(range(n)) if layers == "all" else []
-        else:
-            if not isinstance(layers, (list, tuple)) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in layers):
-                raise TypeError(f"activation_checkpointing: got {layers!r}; expected 'all', 'none' or a "
-                                "list of 0-based layer indices")
-            bad = [i for i in layers if not 0 <= i < n]
-            if bad:
-                raise ValueError(f"activation_checkpointing: got layer indices {bad}; this backbone has "
-                                 f"{n} encoder layers, so indices must be in 0..{n - 1}")
-            ids = sorted(set(layers))
+        spec = parse_layer_spec("activation_checkpointing", layers, keywords=("all", "none"))
+        ids = resolve_layer_spec("activation_checkpointing", spec, self.num_layers)
         self._checkpointed = frozenset(ids)
         return ids
 
@@ -306,7 +312,7 @@ class ELPModel(nn.Module):
             return t[:, k:] if k else t
 
         if enabled and self.l_adapters is not None:
-            H = self.l_adapters([real(states[i + 1]) for i in self.l_layer_ids])
+            H = self.l_adapters([real(states[i]) for i in self.l_taps])
         elif heads.uses_hf_layer_sum(self.model, self.head_kind):  # adapters disabled
             H = real(heads.hf_layer_sum(self.model, states))
         else:
@@ -337,12 +343,16 @@ class ELPModel(nn.Module):
             hidden = enc.dropout(hidden)
             attn_mask = self.family.prepare_attention_mask(enc, hidden, mask)
 
-        # Layers above the highest L tap cannot influence H: skip them (LayerDrop is never used).
+        # Layers above the highest L tap cannot influence H: they are not run.
         n_run = self.num_layers
         if enabled and self.l_adapters is not None and not all_layers:
-            n_run = max(self.l_layer_ids) + 1
+            n_run = max(self.l_taps)
+        drop = self._layerdrop_skips(n_run) if enabled else set()
         states, carry = [hidden], None
         for i in range(n_run):
+            if i in drop:  # LayerDrop: the layer passes its input on
+                states.append(hidden)
+                continue
             if not grad or i < first_backward:
                 with torch.no_grad():
                     hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
@@ -354,6 +364,19 @@ class ELPModel(nn.Module):
                 hidden, carry = self._layer(i, enc.layers[i], hidden, attn_mask, carry, enabled)
             states.append(hidden)
         return states
+
+    def _layerdrop_skips(self, n_run: int) -> set:
+        """Layers this training forward skips (ELPConfig.layerdrop): each with probability
+        config.layerdrop of the backbone, drawn as HF draws it (WavLM never skips layer 0, whose
+        relative-position bias the later layers reuse). Under ZeRO-3 no layer is skipped: every
+        process must gather every layer's parameters in the same order."""
+        p = float(getattr(self.backbone.config, "layerdrop", 0.0) or 0.0)
+        if not (self.config.layerdrop and self.training and p > 0):
+            return set()
+        if any(hasattr(q, "ds_id") for q in self.backbone.encoder.layers[0].parameters()):
+            return set()
+        first = 1 if self.family.name == "wavlm" else 0
+        return {i for i in range(n_run) if i >= first and float(torch.rand([])) < p}
 
     def _layer(self, i: int, layer: nn.Module, hidden: torch.Tensor, attn_mask, carry, enabled: bool):
         adapter = self.e_adapters[str(i)] if enabled and str(i) in self.e_adapters else None

@@ -22,11 +22,10 @@ def adapt_head(model: nn.Module, kind: Optional[str], width: int) -> Optional[nn
     old: nn.Linear = getattr(model, name)
     if old.in_features == width:
         return None
+    # PyTorch's default initialisation, as the published E/L-adapter code leaves it (its models'
+    # _init_weights touches the adapters only), not HF's N(0, initializer_range).
     new = nn.Linear(width, old.out_features, bias=old.bias is not None,
                     device=old.weight.device, dtype=old.weight.dtype)
-    nn.init.normal_(new.weight, std=getattr(model.config, "initializer_range", 0.02))
-    if new.bias is not None:
-        nn.init.zeros_(new.bias)
     setattr(model, name, new)
     return old
 
@@ -127,7 +126,7 @@ def head_forward(elp, H: torch.Tensor, frame_mask: Optional[torch.Tensor],
 
 
 def ctc_loss(logits: torch.Tensor, frame_mask: Optional[torch.Tensor], labels: torch.Tensor, cfg) -> torch.Tensor:
-    """CTC in fp32 whatever the model dtype (DESIGN.md 5); blank = pad_token_id as in HF."""
+    """CTC in fp32 whatever the model dtype (docs/design.md 5); blank = pad_token_id as in HF."""
     batch, frames = logits.shape[:2]
     input_lengths = (frame_mask.sum(-1) if frame_mask is not None
                      else torch.full((batch,), frames, dtype=torch.long, device=logits.device))

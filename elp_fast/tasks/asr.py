@@ -1,14 +1,22 @@
-"""ASR pieces: the character vocabulary of a CTC head, target encoding, greedy decoding, the
-frame count of an utterance (a CTC target longer than it cannot be aligned) and the CTC head."""
+"""The ASR task: character CTC. Its pieces: the character vocabulary of the CTC head, target
+encoding, greedy decoding, the frame count of an utterance (a CTC target longer than it cannot
+be aligned), the CTC head, the WER / CER evaluator and the task's registration."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import SAMPLING_RATE
+from ..validation import BOOLEAN, number_in
+from . import metrics
+from .datasets import DataError, TaskData
+from .evaluators import Rows, forward
+from .registry import Task, register_task
 
 BLANK, WORD_SEP = "<blank>", "|"
 # LibriSpeech transcripts: upper-case letters, apostrophes and spaces (spaces become "|").
@@ -94,11 +102,11 @@ class CTCHead(nn.Module):
     (DESIGN.md 5). forward(h, frame_mask, labels) -> (logits, loss or None); labels (batch,
     max_target) padded with -100."""
 
-    def __init__(self, in_dim: int, vocab_size: int, dropout: float = 0.1) -> None:
+    def __init__(self, in_dim: int, vocab_size: int, dropout: float = 0.1, zero_infinity: bool = False) -> None:
         super().__init__()
         if vocab_size < 2:
             raise ValueError(f"CTCHead: vocab_size must be >= 2 (blank + one token), got {vocab_size}")
-        self.in_dim, self.vocab_size, self.p = in_dim, vocab_size, dropout
+        self.in_dim, self.vocab_size, self.p, self.zero_infinity = in_dim, vocab_size, dropout, zero_infinity
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(in_dim, vocab_size)
 
@@ -131,5 +139,67 @@ class CTCHead(nn.Module):
         log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
         with torch.backends.cudnn.flags(enabled=False):
             loss = F.ctc_loss(log_probs, labels.masked_select(keep), lengths, targets, blank=0,
-                              reduction="mean", zero_infinity=True)
+                              reduction="mean", zero_infinity=self.zero_infinity)
         return logits, loss
+
+
+class CTCEvaluator(Rows):
+    """Corpus WER and CER of greedy decoding against the label ids' text."""
+
+    def __init__(self, vocab: CharVocab) -> None:
+        self.vocab = vocab
+        self.reset()
+
+    def update(self, model, batch: dict, keep: bool) -> None:
+        out = forward(model, batch)
+        if not keep:
+            return
+        hyps = self.vocab.greedy_decode(out.logits, out.attention_mask)
+        refs = [self.vocab.decode_ids([i for i in row if i >= 0]) for row in batch["labels"].tolist()]
+        self.rows.append(np.array([[metrics.edit_distance(r.split(), h.split()), len(r.split()),
+                                    metrics.edit_distance(r, h), len(r)] for r, h in zip(refs, hyps)],
+                                  dtype=np.float64))
+
+    def result(self, gather) -> dict:
+        e = self.stack(gather, 4).sum(axis=0)
+        return {"WER": e[0] / e[1] if e[1] else float("nan"), "CER": e[2] / e[3] if e[3] else float("nan")}
+
+
+def prepare(data: dict, reader, head: dict, splits: set) -> TaskData:
+    vocab = CharVocab()
+    sets = {}
+    for split in ("train", "eval", "test"):
+        if split not in splits or not data.get(split):
+            continue
+        utts = reader.read(data[split], split)
+        seconds = reader.seconds(utts, split)
+        labels = []
+        for u, s in zip(utts, seconds):
+            where = f"{u.path} (utterance {u.id})"
+            if not u.text:
+                raise DataError(f"{where}: no transcript (field 'text'); ASR needs one")
+            target = vocab.encode(u.text, where)
+            check_ctc_target(target, round(s * SAMPLING_RATE), reader.conv_kernel, reader.conv_stride, where)
+            labels.append(target)
+        sets[split] = reader.dataset(utts, labels, durations=seconds)
+    return TaskData("asr", sets.get("train"), sets.get("eval"), sets.get("test"), {"vocab_size": len(vocab)},
+                    {"vocabulary": vocab.tokens}, {s: (lambda: CTCEvaluator(vocab)) for s in sets})
+
+
+def build_head(head: dict, in_dim: int, head_args: dict) -> CTCHead:
+    return CTCHead(in_dim, head_args["vocab_size"], dropout=head.get("dropout", 0.1),
+                   zero_infinity=head.get("zero_infinity", False))
+
+
+def predictions(output, batch: dict, labels: dict) -> list[dict]:
+    vocab = CharVocab(labels["vocabulary"][2:])
+    hyps = vocab.greedy_decode(output.logits, output.attention_mask)
+    refs = [vocab.decode_ids([i for i in row if i >= 0]) for row in batch["labels"].tolist()]
+    return [{"hypothesis": h, "reference": r} for h, r in zip(hyps, refs)]
+
+
+TASK = register_task(Task(
+    name="asr", summary="speech recognition: character CTC, WER and CER (LibriSpeech / LibriLight)",
+    recipe=Path(__file__).parent / "recipes" / "asr.yaml", corpora=("librispeech", "manifest"),
+    prepare=prepare, build_head=build_head, predictions=predictions,
+    head_fields={"dropout": number_in(0, 1), "zero_infinity": BOOLEAN}, can_crop=False, module=__name__))

@@ -1,7 +1,9 @@
-"""Task recipes: one YAML per task (elp_fast/tasks/recipes/) holding the data splits, adapter
-settings, head, epochs and engine settings, and the learning rates of every method. A recipe
-is loaded, overridden from the command line (`--set section.key=value`), resolved for one
-method into an ELPConfig and an EngineConfig, and saved as the run directory's config.yaml."""
+"""Task recipes: one YAML per task (its Task.recipe, elp_fast/tasks/recipes/ for the built-in
+ones) holding the data splits, adapter settings, head, epochs and engine settings, and the
+learning rates of every method. A recipe is loaded, overridden from the command line
+(`--set section.key=value`), resolved for one method into an ELPConfig and an EngineConfig, and
+saved as the run directory's config.yaml. Per-epoch learning-rate multipliers are given as a
+list (`train.epoch_lr_factors`) or as the published ASR curve (`train.epoch_lr_curve`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +11,14 @@ from typing import Any, Optional, Sequence
 
 from ..config import ELPConfig
 from ..engine.config import EngineConfig, load_yaml
+from ..validation import is_number
 from .methods import METHODS, method_overrides
+from .registry import get_task, task_names
 
-TASKS = ("asr", "asv", "ser", "sic")
 SECTIONS = ("task", "data", "model", "head", "train", "engine", "methods")
-TRAIN_KEYS = ("epochs", "warmup_epochs", "epoch_lr_factors", "eval_every_epochs", "save_every_epochs")
-RECIPES = Path(__file__).parent / "recipes"
+TRAIN_KEYS = ("epochs", "warmup_epochs", "epoch_lr_factors", "epoch_lr_curve", "eval_every_epochs",
+              "save_every_epochs")
+CURVE_KEYS = {"warmup": 0.2, "hold": 0.03, "start": 0.1, "end": 1.0, "scale": 10.0}
 
 
 class RecipeError(ValueError):
@@ -22,9 +26,10 @@ class RecipeError(ValueError):
 
 
 def recipe_path(task: str) -> Path:
-    if task not in TASKS:
-        raise RecipeError(f"--task: got {task!r}; expected one of {TASKS}")
-    return RECIPES / f"{task}.yaml"
+    try:
+        return get_task(task).recipe
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def load_recipe(task: Optional[str] = None, path: Optional[str] = None) -> dict:
@@ -46,8 +51,8 @@ def load_recipe(task: Optional[str] = None, path: Optional[str] = None) -> dict:
     if task is not None and data.get("task") not in (None, task):
         raise RecipeError(f"{file}: is a recipe for task {data.get('task')!r}, not {task!r}")
     data.setdefault("task", task)
-    if data["task"] not in TASKS:
-        raise RecipeError(f"{file}: task must be one of {TASKS}, got {data['task']!r}")
+    if data["task"] not in task_names():
+        raise RecipeError(f"{file}: task must be one of {task_names()}, got {data['task']!r}")
     for name in SECTIONS[1:]:
         data.setdefault(name, {})
         if not isinstance(data[name], dict):
@@ -92,6 +97,34 @@ def resolve_model(recipe: dict, method: str) -> ELPConfig:
     return ELPConfig.from_dict(data)
 
 
+def hyperbolic_epoch_factors(epochs: int, warmup: float = 0.2, hold: float = 0.03, start: float = 0.1,
+                             end: float = 1.0, scale: float = 10.0) -> list[float]:
+    """The per-epoch learning-rate multipliers of the published E/L-adapter ASR code (a LambdaLR
+    stepped once per epoch): a linear warm-up from start to 1 over int(epochs * warmup) epochs,
+    1 for int(epochs * hold) epochs, then the hyperbolic decay (E - (E - end) t) / (E + (E scale
+    - E) t), t from 0 to 1, with E = epochs. For 100 epochs: x0.1 at epoch 0, x1 over epochs
+    19-23, x0.50 at 30, x0.16 at 50, x0.0023 at 99."""
+    n_warm, n_hold = int(epochs * warmup), int(epochs * hold)
+    n_decay = epochs - n_warm - n_hold + 1  # as published: one point more than the epochs left
+    ramp = [(start * epochs + (epochs - start * epochs) * i / max(1, n_warm - 1)) / epochs for i in range(n_warm)]
+    decay = [(epochs - (epochs - end) * i / max(1, n_decay - 1)) / (epochs + (epochs * scale - epochs) * i /
+                                                                       max(1, n_decay - 1)) for i in range(n_decay)]
+    return (ramp + [1.0] * n_hold + decay)[:epochs]
+
+
+def _epoch_factors(train: dict, epochs: int) -> Optional[list]:
+    curve = train.get("epoch_lr_curve")
+    if curve is None:
+        return train.get("epoch_lr_factors")
+    if train.get("epoch_lr_factors") is not None:
+        raise RecipeError("train: give epoch_lr_factors or epoch_lr_curve, not both")
+    if not isinstance(curve, dict) or set(curve) - set(CURVE_KEYS) or not all(
+            is_number(v) and v >= 0 for v in curve.values()):
+        raise RecipeError(f"train.epoch_lr_curve: got {curve!r}; expected a mapping of numbers >= 0 with keys among "
+                          f"{sorted(CURVE_KEYS)}")
+    return hyperbolic_epoch_factors(epochs, **{**CURVE_KEYS, **curve})
+
+
 def check_train(recipe: dict) -> dict:
     train = recipe["train"]
     unknown = sorted(set(train) - set(TRAIN_KEYS))
@@ -129,8 +162,8 @@ def resolve_engine(recipe: dict, method: str, steps_per_epoch: int, fixed: dict)
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         return EngineConfig.from_dict(data)  # EngineConfig names the bad max_steps
     per_epoch = total / epochs
-    if train.get("epoch_lr_factors") is not None and data.setdefault("schedule", "piecewise") == "piecewise":
-        factors = train["epoch_lr_factors"]
+    factors = _epoch_factors(train, epochs)
+    if factors is not None and data.setdefault("schedule", "piecewise") == "piecewise":
         points: list = []
         for step in range(total):  # the factor of the epoch each step falls in
             f = float(factors[min(epochs - 1, int(step / per_epoch))])

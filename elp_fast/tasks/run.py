@@ -18,68 +18,28 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import _write_atomic
 from ..config import ELPConfig
-from .datasets import DataError, TaskData, prepare
+from ..files import write_atomic
+from ..models.random_backbone import SIZES as RANDOM_SIZES
+from ..models.random_backbone import random_wavlm
+from .datasets import DataError, prepare
 from .recipe import RecipeError, apply_overrides, as_plain, dump, load_recipe, resolve_engine, resolve_model
+from .registry import Task, get_task
 
-def _int_at_least(n: int):
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n), f"an integer >= {n}"
-
-
-def _number_in(lo: float, hi: float, closed_hi: bool = False):
-    ok = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-          and lo <= v and (v <= hi if closed_hi else v < hi))
-    return ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}"
-
-
-def _one_of(*choices):
-    return (lambda v: v in choices), " or ".join(map(repr, choices))
-
-
-# Head settings per task: key -> (check, what is expected). Checked before any data is read.
-HEAD_FIELDS = {
-    "asr": {"dropout": _number_in(0, 1)},
-    "asv": {"emb_dim": _int_at_least(1), "pooling": _one_of("mean", "stats"), "loss": _one_of("aam", "softmax"),
-            "margin": _number_in(0, 1.5), "scale": _number_in(1e-6, 1e6, True),
-            "score_norm": _one_of("none", "as_norm"), "cohort_size": _int_at_least(2)},
-    "ser": {"proj_dim": _int_at_least(1)},
-    "sic": {"hidden": _int_at_least(1)},
-}
 CONFIG_NAME = "config.yaml"
+BUILTIN_PREFIX = __package__ + "."  # tasks defined in elp_fast need no task_module in config.yaml
 # What must agree for a run directory to be continued (the engine checks its own settings).
 SAME_RUN_KEYS = ("task", "method", "backbone", "data", "model", "head", "labels")
-RANDOM_SIZES = ("small", "mini", "base")
-
-
-def random_wavlm_config(size: str):
-    """small: 4 layers, d=64 and a 3-layer CNN (tests); mini: WavLM-shaped (the standard 7-layer
-    CNN with 64 channels, 50 frames/s), 4 layers, d=128 (the demo); base: WavLM Base+ sizes."""
-    import transformers
-
-    if size == "base":
-        return transformers.WavLMConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                        intermediate_size=3072, mask_time_prob=0.0, layerdrop=0.0)
-    if size == "mini":
-        return transformers.WavLMConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                                        intermediate_size=256, conv_dim=(64,) * 7, num_conv_pos_embeddings=32,
-                                        num_conv_pos_embedding_groups=4, mask_time_prob=0.0, layerdrop=0.0,
-                                        activation_dropout=0.0, feat_proj_dropout=0.0)
-    return transformers.WavLMConfig(
-        hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
-        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4, mask_time_prob=0.0, layerdrop=0.0)
 
 
 def build_backbone(spec: str, seed: int) -> tuple[torch.nn.Module, str]:
-    """A bare encoder: a random WavLM (RANDOM_SIZES) or a local HF checkpoint directory."""
+    """A bare encoder: a random WavLM (random_backbone.SIZES) or a local HF checkpoint directory."""
     import transformers
 
     if spec in RANDOM_SIZES:
-        torch.manual_seed(seed)
-        model = transformers.WavLMModel(random_wavlm_config(spec))
-        return model, (f"random initialisation ({spec} WavLM shape, seed {seed}): no pretrained weights, so "
-                       "expect far lower accuracy than from a pretrained checkpoint (--backbone DIR)")
+        return random_wavlm(spec, seed), (
+            f"random initialisation ({spec} WavLM shape, seed {seed}): no pretrained weights, so expect far lower "
+            "accuracy than from a pretrained checkpoint (--backbone DIR)")
     path = Path(spec)
     if not path.is_dir():
         raise RecipeError(f"--backbone: got {spec!r}; expected {', '.join(RANDOM_SIZES)} or a local directory holding a "
@@ -90,40 +50,16 @@ def build_backbone(spec: str, seed: int) -> tuple[torch.nn.Module, str]:
     return model, f"pretrained weights from {path.resolve()}"
 
 
-def check_head(task: str, head: dict) -> None:
-    fields = HEAD_FIELDS[task]
-    unknown = sorted(set(head) - set(fields))
+def check_head(task: Task, head: dict) -> None:
+    unknown = sorted(set(head) - set(task.head_fields))
     if unknown:
-        raise RecipeError(f"head: unknown key(s) {unknown} for task {task}; expected {sorted(fields)}")
+        raise RecipeError(f"head: unknown key(s) {unknown} for task {task.name}; expected {sorted(task.head_fields)}")
     for key, value in head.items():
-        ok, expected = fields[key]
-        if not ok(value):
-            raise RecipeError(f"head.{key}: got {value!r}; expected {expected}")
-
-
-def build_head(task: str, head: dict, in_dim: int, data: TaskData) -> torch.nn.Module:
-    a = data.head_args
-    if task == "asr":
-        from .asr import CTCHead
-
-        return CTCHead(in_dim, a["vocab_size"], dropout=head.get("dropout", 0.1))
-    if task == "asv":
-        from .asv import SpeakerHead
-
-        return SpeakerHead(in_dim, a["num_speakers"], emb_dim=head.get("emb_dim", 256),
-                           pooling=head.get("pooling", "stats"), margin=head.get("margin", 0.2),
-                           scale=head.get("scale", 30.0), loss=head.get("loss", "aam"))
-    if task == "ser":
-        from .ser import ClassifierHead
-
-        return ClassifierHead(in_dim, a["num_classes"], proj_dim=head.get("proj_dim", 256))
-    from .sic import MultiSlotHead
-
-    return MultiSlotHead(in_dim, a["slot_sizes"], hidden=head.get("hidden", 256))
+        task.head_fields[key].check(f"head.{key}", value, RecipeError)
 
 
 def head_input_dim(cfg: ELPConfig, backbone) -> int:
-    taps = cfg.l_layers not in ("none", [])
+    taps = cfg.l_layers not in ("none", []) or cfg.l_input
     return cfg.l_dim if taps and cfg.l_mode == "adapter" else backbone.config.hidden_size
 
 
@@ -144,8 +80,9 @@ def _steps_per_epoch(dataset, engine: dict, seed: int) -> int:
 
 def build(task: str, recipe: dict, method: str, backbone_spec: str, data_root: Any, splits) -> tuple:
     """(model, data, backbone description, ELPConfig): everything checked, nothing written."""
+    spec = get_task(task)
     model_cfg = resolve_model(recipe, method)
-    check_head(task, recipe["head"])
+    check_head(spec, recipe["head"])
     seed = recipe["engine"].get("seed", 0)
     backbone, description = build_backbone(backbone_spec, seed)
     hf = backbone.config
@@ -154,7 +91,7 @@ def build(task: str, recipe: dict, method: str, backbone_spec: str, data_root: A
     from ..models import wrap
 
     torch.manual_seed(seed)
-    head = build_head(task, recipe["head"], head_input_dim(model_cfg, backbone), data)
+    head = spec.build_head(recipe["head"], head_input_dim(model_cfg, backbone), data.head_args)
     model = wrap(backbone, model_cfg, task_head=head)
     return model, data, description, model_cfg
 
@@ -195,11 +132,13 @@ def train_recipe(recipe: dict, method: str, backbone_spec: str, data_root: Any, 
     fixed.setdefault("output_dir", recipe["engine"].get("output_dir", f"runs/{task}-{method}"))
     steps_per_epoch = _steps_per_epoch(data.train, {**recipe["engine"], **fixed}, seed)
     engine_cfg = resolve_engine(recipe, method, steps_per_epoch, fixed)
-    if task == "asv" and engine_cfg.eval_batches:
-        raise RecipeError(f"engine.eval_batches: got {engine_cfg.eval_batches}; ASV scores the whole trial list, "
-                          "expected 0")
+    spec = get_task(task)
+    if spec.whole_set_eval and engine_cfg.eval_batches:
+        raise RecipeError(f"engine.eval_batches: got {engine_cfg.eval_batches}; the {task} metric needs the whole "
+                          "evaluation set, expected 0")
     backbone = backbone_spec if backbone_spec in RANDOM_SIZES else str(Path(backbone_spec).resolve())
-    config = as_plain({"task": task, "method": method, "backbone": backbone,
+    plugin = {} if spec.module.startswith(BUILTIN_PREFIX) else {"task_module": spec.module}
+    config = as_plain({"task": task, **plugin, "method": method, "backbone": backbone,
                        "data_root": str(Path(data_root).resolve()), "data": recipe["data"],
                        "model": model_cfg.to_dict(), "head": recipe["head"], "train": recipe["train"],
                        "labels": data.labels, "engine": engine_cfg.to_dict()})
@@ -216,13 +155,13 @@ def train_recipe(recipe: dict, method: str, backbone_spec: str, data_root: Any, 
                       evaluator=data.evaluator("eval") if data.eval is not None else None)
     trainer.setup()  # a checkpoint it cannot resume is refused here, before config.yaml changes
     if rank0:
-        _write_atomic(out / CONFIG_NAME, dump(config).encode())
+        write_atomic(out / CONFIG_NAME, dump(config).encode())
     summary = trainer.train()
     if data.test is not None and summary["stopped"] is None:
         summary["test"] = trainer.evaluate(max_batches=0, dataset=data.test, evaluator=data.evaluator("test"),
                                            split="test")
         if rank0:
-            _write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+            write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
             print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
     return summary, model
 
@@ -241,11 +180,12 @@ def evaluate(args) -> int:
     if not path.is_file():
         raise RecipeError(f"--run: {run} holds no {CONFIG_NAME} (not a run directory of `elp-fast train --task`)")
     config = yaml.safe_load(path.read_text())
+    task = config["task"]
+    spec = get_task(task, config.get("task_module"))
     recipe = {k: config.get(k, {}) for k in SECTIONS if k != "methods"}
     recipe["methods"] = {config["method"]: config["engine"].get("group_lr", {})}
     recipe["model"] = {k: v for k, v in config["model"].items()}
-    task = config["task"]
-    split = args.split or ("test" if config["data"].get("test") else "eval")  # ASV and SER: the eval split
+    split = args.split or ("test" if config["data"].get("test") else "eval")  # e.g. ASV, SER: the eval split
     if args.checkpoint:
         source = Path(args.checkpoint)
     else:
@@ -270,12 +210,21 @@ def evaluate(args) -> int:
     evaluator.reset()
     batch_size = args.batch_size or config["engine"].get("micro_batch_size", 8)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pad_collate)
+    rows: list = []  # --predictions: one JSON object per utterance, in dataset order
     with torch.no_grad():
         for batch in loader:
-            evaluator.update(model, {k: v.to(device) for k, v in batch.items()}, True)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            evaluator.update(model, batch, True)
+            if args.predictions:
+                out = model(batch["input_values"], attention_mask=batch["attention_mask"])
+                for row in spec.predictions(out, batch, data.labels):
+                    u = dataset.utterances[len(rows)]
+                    rows.append({"id": u.id, "audio": str(u.path), **row})
+    if args.predictions:
+        write_atomic(run / f"predictions-{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     result = evaluator.result(lambda rows: rows)
     record = {"split": split, "checkpoint": str(adapters), "utterances": len(dataset), **result}
-    _write_atomic(run / f"eval-{split}.json", (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(run / f"eval-{split}.json", (json.dumps(record, indent=2) + "\n").encode())
     print(f"{task} {split} ({len(dataset)} utterances, {adapters}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return 0
