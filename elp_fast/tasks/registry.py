@@ -90,19 +90,20 @@ def register_task(task: Task) -> Task:
 
 
 def load_task_modules(extra: Optional[str] = None) -> None:
-    """Import the built-in tasks, the modules in ELP_FAST_TASK_MODULES, the installed entry
-    points, and `extra` (a module recorded by a run), once each."""
+    """Import the built-in tasks and the installed entry points (once), the modules named in
+    ELP_FAST_TASK_MODULES now, and `extra` (a module recorded by a run). Importing a module
+    that is imported already costs nothing."""
     global _loaded
     if not _loaded:
         _loaded = True
         for name in BUILTIN:
             importlib.import_module(f"{__package__}.{name}")
-        for name in filter(None, (m.strip() for m in os.environ.get(MODULES_ENV, "").split(","))):
-            _import(name, f"{MODULES_ENV}")
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=ENTRY_POINTS):
             _import(ep.module, f"entry point {ep.name!r}")
+    for name in filter(None, (m.strip() for m in os.environ.get(MODULES_ENV, "").split(","))):
+        _import(name, MODULES_ENV)
     if extra:
         _import(extra, "the run's task_module")
 
