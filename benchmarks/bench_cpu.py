@@ -10,12 +10,12 @@ only); the L aggregation at m = 512 and weighted_layer_sum, for L in {13, 25} an
 float32 and bfloat16; forward, backward alone and both. Providers: `reference` (elp_fast's spec
 op), `native` (the compiled CPU ops), `eager` (the module composition of bench_ops.py) and
 `compile` (torch.compile of it, Inductor; its compile seconds are the rows' first_call_s). All
-providers of a configuration are timed in the same run, interleaved over rounds (PERFORMANCE.md
-3); CPU numbers are quoted only as ratios. A correctness gate (the TESTING.md rule on the first
+providers of a configuration are timed in the same run, interleaved over rounds (docs/performance.md
+3); CPU numbers are quoted only as ratios. A correctness gate (the docs/testing.md rule on the first
 1,024 rows against a float64 gold) runs first; the native ops are not timed if they fail it, the
 baselines are (their rows say so). GB/s and % of floor use the bytes of bench_ops.py over this
-machine's copy bandwidth, measured in the same run. The summary reads the extension issue's
-acceptance off the rows: native >= 1.2x the reference for forward + backward of both composite
+machine's copy bandwidth, measured in the same run. The summary reads the native ops'
+goal off the rows: native >= 1.2x the reference for forward + backward of both composite
 ops.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def bench(case: dict, dtype, rounds: int, samples: int, env: dict, providers: li
                 rows.append(row)
                 continue
             fill_timed(row, timings, case, mode, bandwidth)
-            if mode == "fwd+bwd" and name != "compile":  # what autograd keeps (PERFORMANCE.md 2: <= 2r + 8)
+            if mode == "fwd+bwd" and name != "compile":  # what autograd keeps (docs/performance.md 2: <= 2r + 8)
                 row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
             row.variant = "residual+post_ln" if "post_ln_w" in case["inputs"] else (
                 "residual" if case["op"] == "bottleneck_adapter" else "")

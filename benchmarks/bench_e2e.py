@@ -6,7 +6,7 @@ with real shapes, for ELP and the methods users would otherwise run (benchmarks/
                                                     # CPU ratios at a size that fits 2 cores
     python benchmarks/bench_e2e.py --smoke          # CPU, tiny backbones (the test suite runs it)
 
-Protocol (PERFORMANCE.md 3, at step level): a group is one backbone with one checkpointing
+Protocol (docs/performance.md 3, at step level): a group is one backbone with one checkpointing
 setting. Every variant of a group is built (all from the same seed), its first step timed on its
 own (compilation, autotuning, lazy optimizer state), then the variants are timed interleaved over
 rounds, each round a few steps per variant; a row reports the median of round medians and p20/p80

@@ -1,7 +1,7 @@
 """Speed and memory of the adapter ops on a GPU: eager PyTorch, torch.compile, the Triton kernels
 and the CUDA kernels of the native extension. (CPU rows: benchmarks/bench_cpu.py.)
 
-    python benchmarks/bench_ops.py                 # on a GPU: the PERFORMANCE.md configurations
+    python benchmarks/bench_ops.py                 # on a GPU: the docs/performance.md configurations
     python benchmarks/bench_ops.py --smoke         # CPU, tiny sizes, Triton interpreter (CI)
 
 Providers, all on the same inputs in the working dtype (bf16 on the GPU):
@@ -15,9 +15,9 @@ Providers, all on the same inputs in the working dtype (bf16 on the GPU):
   native     elp_fast's compiled extension (cuBLAS GEMMs + CUDA row kernels), when it was built
              with CUDA. The summary compares it with triton: the dispatcher's CUDA order.
 The correctness gate runs once per configuration on its first 65,536 token rows (float64 gold).
-The floor is the bytes the fused design must move (PERFORMANCE.md 1) over the measured copy
+The floor is the bytes the fused design must move (docs/performance.md 1) over the measured copy
 bandwidth. Rows go to benchmarks/results/<gpu>-<date>.csv unless --out says otherwise; the
-summary at the end reads the targets of PERFORMANCE.md 2 off the rows.
+summary at the end reads the targets of docs/performance.md 2 off the rows.
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def wsum_case(L, n, d, device, dtype, seed=0):
         return torch.randn(*s, generator=g).to(device=device, dtype=dtype)
     inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], layer_logits=mk(L))
     e = torch.finfo(dtype).bits // 8
-    fwd_bytes = n * e * d * (L + 1)  # 2(L+1)d in bf16: PERFORMANCE.md's ideal forward
+    fwd_bytes = n * e * d * (L + 1)  # 2(L+1)d in bf16: docs/performance.md's ideal forward
     return dict(op="weighted_layer_sum", inputs=inputs, grad_out=mk(n, d), tokens=n, d=d, width=0, layers=L,
                 fns=dict(eager=eager_wsum,
                          reference=lambda **kw: ops.weighted_layer_sum(**kw, backend="reference"),
@@ -293,7 +293,7 @@ def cuda_order(rows: list) -> str:
 
 
 def summary(rows: list) -> str:
-    """The PERFORMANCE.md section 2 targets (benchmarks/targets.py) per fused provider."""
+    """The docs/performance.md section 2 targets (benchmarks/targets.py) per fused provider."""
     flat = [{**dataclasses.asdict(r), **r.env} for r in rows]
     lines = ["target | baseline | goal | provider | configurations | worst | best | met"]
     for t in targets.TARGETS:

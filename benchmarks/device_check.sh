@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The one script for a GPU session (../shared/device/README.md): environment, the native
+# The one script for a GPU machine: environment, the native
 # extension built in place with its CUDA kernels, the `gpu` tests (Triton compiled, native CUDA),
 # then the op, end-to-end and engine benchmarks and their charts. Everything lands in $OUT
 # (default benchmarks/results/device-run); commit the CSVs under benchmarks/results/ with the card
-# named, then run `python benchmarks/report.py` (the README's Performance section) and
+# named, then run `python benchmarks/report.py` (docs/performance.md section 5) and
 # `python benchmarks/plot.py`.
 #
 #   bash benchmarks/device_check.sh            # on the GPU machine (about 7 minutes)
@@ -11,9 +11,8 @@
 #                                              # the CPU build, then the same steps on CPU
 #
 # On the GPU machine the project is not installed: it runs from the checkout on PYTHONPATH.
-# The engine benchmark needs deepspeed and what it imports, which that machine lacks: fetch them
-# here first with `../shared/device/fetch_wheels.sh einops psutil py-cpuinfo soundfile pyyaml`
-# (into .whl/). peft (the LoRA baseline) is already there.
+# The engine benchmark needs deepspeed and what it imports (einops, psutil, py-cpuinfo, soundfile,
+# pyyaml): bring their wheels along in .whl/ when that machine lacks them (docs/performance.md 4).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/benchmarks/results/device-run}"
@@ -63,7 +62,7 @@ if [ "${1:-}" = "--smoke" ]; then
 else
   export TRITON_INTERPRET=0
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
-  # The documented CUDA build (README: the native extension), in place: CPU + sm_90 kernels.
+  # The documented CUDA build (docs/design.md 4.4), in place: CPU + sm_90 kernels.
   step build 100 env ELP_FAST_BUILD_EXT=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS="$(nproc)" \
     "$PY" setup.py -q build_ext --inplace
   step info 20 "$PY" -m elp_fast.info

@@ -13,9 +13,9 @@ ELP variants' first losses are comparable (the end-to-end gate; Inductor draws i
 masks). A step's dropout would add a few elementwise passes, the same for every method.
 
 Variants (each a sequence-classification model: mean-pooled features, projector, classifier):
-  elp-eager       ELP adapters (DESIGN.md defaults) run as the eager module compositions a user
+  elp-eager       ELP adapters (docs/design.md defaults) run as the eager module compositions a user
                   writes (bench_ops.py's baselines: F.linear, F.layer_norm, stack/mul/sum) in the
-                  working dtype: the "HF eager + unfused adapters" baseline of PERFORMANCE.md 2
+                  working dtype: the "HF eager + unfused adapters" baseline of docs/performance.md 2
   elp-reference   the same model, every op on elp_fast's reference backend (the spec: fp32
                   accumulation, so slower than elp-eager in bf16)
   elp-fused       the same model and weights, ops on the automatic backend (Triton or CUDA on a

@@ -1,4 +1,4 @@
-"""The benchmark protocol of PERFORMANCE.md section 3, shared by the op benchmarks.
+"""The benchmark protocol of docs/performance.md section 3, shared by the op benchmarks.
 
 - every provider of a configuration is timed in the same run, interleaved over >= 3 rounds;
   rows report the median of round medians and p20/p80 of all samples;
@@ -94,7 +94,7 @@ def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
 
 
 def gate(result: dict, base: dict, gold: dict, dtype: torch.dtype, reduced: Callable[[str], bool]) -> str:
-    """'ok' or the failing tensors (TESTING.md rule, gold = the reference in float64)."""
+    """'ok' or the failing tensors (docs/testing.md rule, gold = the reference in float64)."""
     bad = [str(c) for c in compare(result, base, gold, dtype=dtype, reduced=reduced) if not c.ok]
     return "ok" if not bad else "FAIL " + "; ".join(bad)
 

@@ -1,4 +1,4 @@
-"""Saved-for-backward bytes per token of every provider of the three ops (PERFORMANCE.md 2: a
+"""Saved-for-backward bytes per token of every provider of the three ops (docs/performance.md 2: a
 fused E-adapter keeps at most 2r + 8 bytes per token in bf16: z and the LayerNorm statistics).
 
     python benchmarks/saved_bytes.py                  # CPU; rows to results/<cpu>-<date>-saved.csv

@@ -1,4 +1,4 @@
-"""The targets of PERFORMANCE.md section 2, read off benchmark rows (bench_ops.py, bench_cpu.py,
+"""The targets of docs/performance.md section 2, read off benchmark rows (bench_ops.py, bench_cpu.py,
 saved_bytes.py and bench_e2e.py rows, as dicts of CSV strings or of values). Used by bench_ops.py's
 summary and by report.py, so the run's printout and the README say the same thing."""
 from __future__ import annotations

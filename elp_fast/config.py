@@ -1,6 +1,6 @@
 """ELPConfig: everything that defines the adapters, validated on construction.
 
-Defaults follow DESIGN.md 2.1-2.5: E-adapters (r = 256) in every layer but the top one,
+Defaults follow docs/design.md 2.1-2.5: E-adapters (r = 256) in every layer but the top one,
 L-adapters (m = 512) on every layer output, 8 static pseudo frames, GELU, trainable encoder
 layer norms, adapter weights drawn from N(0, 1e-3^2).
 

@@ -16,7 +16,7 @@ from typing import Optional
 RECORD_NAME = "_C_build.json"
 SOURCE_SUFFIXES = (".h", ".cuh", ".cpp", ".cu", ".inc")
 REBUILD = ("rebuild it: `pip install --no-build-isolation -e .` in the source checkout "
-           "(README: the native extension)")
+           "(docs/design.md 4.4)")
 
 
 def source_files(csrc: Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """Pieces shared by the Triton kernels: activations, the matmul helper and launch helpers.
 
-Numerics contract (DESIGN.md 4): every kernel accumulates in fp32. Matmul operands are rounded to
+Numerics contract (docs/design.md 4): every kernel accumulates in fp32. Matmul operands are rounded to
 the working dtype (the activations' dtype) so fp16/bf16 run on tensor cores; fp32 inputs use
 IEEE fp32 dots (never TF32), because the tests hold fp32 results to fp32 tolerances.
 """

@@ -14,7 +14,7 @@ the fused LN_final's (mean, rstd) add 8 bytes (eager LN_final alone saves its 2d
 
 Backward: a row kernel recomputes v and forms dx, the residual gradient, dv and dz, plus per-
 program partial column sums for the LayerNorm parameters; the weight gradients dWu = dv^T act(z)
-and dWd = dz^T x are GEMMs over the rows in weight_grad.py ("two-pass dW", PERFORMANCE.md 1).
+and dWd = dz^T x are GEMMs over the rows in weight_grad.py ("two-pass dW", docs/performance.md 1).
 All reductions are partial buffers summed in a fixed order: deterministic, no atomics.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: installs what it needs (espeak-ng included), then runs
+# The demo, with nothing on disk: installs what it needs (espeak-ng included), then runs
 # `elp-fast demo`: spoken commands synthesised with espeak-ng, ELP vs a head-only baseline on
 # held-out voices, a run directory with plots (about 3 minutes on 2 cores).
 set -euo pipefail

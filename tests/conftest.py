@@ -1,7 +1,7 @@
 """Shared fixtures: tiny random backbones of every supported family (no downloads)."""
 import os
 
-# Must be set before any Triton kernel module is imported (DESIGN.md 6). The GPU run sets
+# Must be set before any Triton kernel module is imported (docs/design.md 6). The GPU run sets
 # TRITON_INTERPRET=0 itself and selects `-m gpu` (benchmarks/device_check.sh).
 os.environ.setdefault("TRITON_INTERPRET", "1")
 INTERPRET = os.environ["TRITON_INTERPRET"] not in ("", "0")

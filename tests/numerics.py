@@ -1,4 +1,4 @@
-"""The numerics rule of TESTING.md, shared by the fused-kernel tests.
+"""The numerics rule of docs/testing.md, shared by the fused-kernel tests.
 
 gold = the reference in float64; base = the reference in the working dtype; a fused result passes
 when  max|fused - gold| <= k * max|base - gold| + FLOOR[dtype] * max|gold|  with k = 2 for

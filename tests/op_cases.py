@@ -23,7 +23,7 @@ def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=t
     return inputs, mk(n, d, dtype=act_dtype)
 
 
-# (N, d, r, dtype, variant, activation): every N, d, r value of TESTING.md appears at least once,
+# (N, d, r, dtype, variant, activation): every N, d, r value of docs/testing.md appears at least once,
 # each dtype meets every variant, at interpreter-friendly sizes.
 ADAPTER_CASES = [
     (1, 64, 8, torch.float32, "plain", "gelu"),

@@ -1,4 +1,4 @@
-"""Activation checkpointing of encoder layers and the backward savings of DESIGN.md 2.6."""
+"""Activation checkpointing of encoder layers and the backward savings of docs/design.md 2.6."""
 import pytest
 import torch
 

@@ -1,6 +1,6 @@
 """The benchmark scripts' smoke modes run end to end (so they do not rot between real runs); the
-profiler breakdown, the target verdicts, the README's generated Performance section and the
-charts are checked against what they are built from."""
+profiler breakdown, the target verdicts, the generated results section of docs/performance.md and
+the charts are checked against what they are built from."""
 import csv
 import os
 import subprocess
@@ -64,7 +64,7 @@ def test_bench_cpu_smoke(tmp_path):
 
 def test_saved_bytes_smoke(tmp_path):
     """Per-token saved bytes of every provider; the Triton E-adapter keeps exactly z and the
-    LayerNorm statistics (2r + 8 bytes in bf16), within PERFORMANCE.md's budget."""
+    LayerNorm statistics (2r + 8 bytes in bf16), within the budget of docs/performance.md."""
     pytest.importorskip("triton")
     _, rows = _script("saved_bytes.py", tmp_path, "--smoke", interpret=True)
     pre_ln = {r["provider"]: float(r["saved_bytes_per_token"]) for r in rows
@@ -197,7 +197,7 @@ def test_step_profile_categories():
                                         torch.nn.Linear(1, 1)) == "adapters"
 
 
-# --- targets, README section, charts --------------------------------------------------------
+# --- targets, the generated results section, charts ------------------------------------------
 
 def _op_row(**kw):
     row = dict(op="bottleneck_adapter", provider="triton", mode="fwd+bwd", tokens="262144", d="1024", width="64",
@@ -242,17 +242,24 @@ def test_report_section(tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("| E-adapter fused fwd+bwd"))
     assert "triton, 3.50 (3.50), 1" in line and "NVIDIA H100 80GB HBM3, 2026-12-01" in line and line.endswith("met |")
     assert "awaiting a GPU run" in text  # the targets this file does not measure
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
-    assert report.main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
-    assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
-    assert report.main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
-    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
+    assert "### Targets of section 2" in text and "README" not in text  # the section cites its own document
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
+    assert report.main(["--results", str(results), "--doc", str(doc), "--check"]) == 1
+    assert report.main(["--results", str(results), "--doc", str(doc)]) == 0
+    assert report.main(["--results", str(results), "--doc", str(doc), "--check"]) == 0
+    assert doc.read_text().startswith("intro\n") and doc.read_text().endswith("rest\n")
+    doc.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no .* markers"):
+        report.main(["--results", str(results), "--doc", str(doc)])
 
 
-def test_readme_performance_section_matches_results():
-    """The committed README says what the committed results say (run benchmarks/report.py)."""
+def test_performance_doc_section_matches_results():
+    """The committed docs/performance.md says what the committed results say (run
+    benchmarks/report.py); the README no longer holds the generated section."""
+    assert report.DOC == ROOT / "docs" / "performance.md"
     assert report.main(["--check"]) == 0
+    assert report.BEGIN not in (ROOT / "README.md").read_text()
 
 
 def test_plot_committed_results(tmp_path):

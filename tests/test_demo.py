@@ -1,4 +1,4 @@
-"""The main job (`elp-fast demo`, what scripts/demo.sh runs), shortened: espeak-ng data, ELP
+"""The demo (`elp-fast demo`, what scripts/demo.sh runs), shortened: espeak-ng data, ELP
 and the head-only baseline through the engine, the summary, the plots, and the same numbers
 again from the same seed."""
 import json

@@ -93,7 +93,7 @@ def test_schedule_shapes():
     assert EngineConfig(max_steps=10, schedule="constant").lr_factor(9) == 1.0
     assert EngineConfig(group_lr={"head": 2e-3}).lr_of("head") == 2e-3
     assert EngineConfig(lr=1e-4).lr_of("e_adapters") == 1e-4
-    # the predecessor's per-epoch multipliers, here 3 steps per epoch, after a 1-step warm-up
+    # a recipe's per-epoch multipliers, here 3 steps per epoch, after a 1-step warm-up
     pw = EngineConfig(max_steps=9, warmup_steps=1, schedule="piecewise", lr_points=[[0, 0.3], [3, 1.0], [6, 0.1]])
     assert [pw.lr_factor(s) for s in range(9)] == [1.0, 0.3, 0.3, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1]
     for bad in ([], [[1, 1.0]], [[0, 1.0], [0, 2.0]], [[0, -1.0]], [[0, 1.0, 2.0]]):

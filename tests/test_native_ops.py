@@ -1,4 +1,4 @@
-"""The compiled CPU ops (`native` backend, elp_fast._C) against the reference: the TESTING.md
+"""The compiled CPU ops (`native` backend, elp_fast._C) against the reference: the docs/testing.md
 numerics for every output and gradient, every CPU instruction-set build, mixed precision, odd and
 non-contiguous inputs, the perturbation meta-test, determinism, saved bytes, opcheck and
 torch.compile. The same tests run on CUDA under the `gpu` marker."""
@@ -42,7 +42,7 @@ def _isas():
 ISAS = _isas()
 
 
-# The shared cases (every N, d, r of TESTING.md, each dtype with each variant) plus realistic and
+# The shared cases (every N, d, r of docs/testing.md, each dtype with each variant) plus realistic and
 # awkward sizes the interpreter-bound Triton tests leave out.
 BA_CASES = ADAPTER_CASES + [
     (6392, 1024, 256, torch.bfloat16, "residual+post_ln", "gelu"),

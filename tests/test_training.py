@@ -46,7 +46,7 @@ def test_parameter_figure_for_wavlm_base_plus_dimensions():
             hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072))
     elp = elp_fast.wrap(model, p_len=0)
     counts = elp.trainable_parameter_counts()
-    assert counts["trainable_no_head"] == 9_127_436  # the predecessor's published count
+    assert counts["trainable_no_head"] == 9_127_436  # the published count (Otake et al.)
     assert counts["e_adapters"] == 11 * (2 * 768 * 256 + 256 + 768 + 2 * 768)
     assert counts["l_adapters"] == 12 * (768 * 512 + 3 * 512) and counts["layer_weights"] == 12
     assert counts["layer_norms"] == 12 * 2 * 2 * 768 and counts["p_adapter"] == 0

@@ -1,4 +1,4 @@
-"""The Triton bottleneck_adapter against the reference (TESTING.md numerics), saved bytes,
+"""The Triton bottleneck_adapter against the reference (docs/testing.md numerics), saved bytes,
 determinism, opcheck and the perturbation meta-test. On CPU the kernels run in the Triton
 interpreter at sizes that keep the suite fast; the `gpu` tests run the full grid compiled."""
 import itertools
@@ -120,7 +120,7 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _gpu_grid():
-    """Every (N, d) of TESTING.md on one compiled variant (N and d are runtime values), then every
+    """Every (N, d) of docs/testing.md on one compiled variant (N and d are runtime values), then every
     (dtype, r) at an awkward shape with variant and activation cycling, so each dtype meets each
     variant: 43 cases, each compiling little, so a fresh GPU machine gets through them in minutes."""
     shapes = [(n, d, 64, torch.bfloat16, "residual", "gelu") for n, d in itertools.product(N_ALL, D_ALL)]

@@ -1,4 +1,4 @@
-"""The Triton layer_aggregate and weighted_layer_sum against the reference (TESTING.md numerics),
+"""The Triton layer_aggregate and weighted_layer_sum against the reference (docs/testing.md numerics),
 saved bytes, determinism, opcheck and the perturbation meta-test. CPU runs use the Triton
 interpreter at small sizes; the `gpu` tests run the full grid compiled."""
 import itertools
@@ -132,7 +132,7 @@ def test_opcheck():
 # --- GPU: the full grid, compiled ---------------------------------------------------------
 
 def _gpu_grid():
-    """Every (N, d) of TESTING.md with L cycling through {1, 2, 13, 25} on one compiled variant,
+    """Every (N, d) of docs/testing.md with L cycling through {1, 2, 13, 25} on one compiled variant,
     then every (dtype, m) with the activation cycling: 43 cases that compile little."""
     Ls, Ns, Ds = (1, 2, 13, 25), (1, 7, 49, 113, 1023, 1500, 6392), (64, 768, 1023, 1024)
     shapes = [(Ls[(i + i // 4) % 4], n, d, 256, torch.bfloat16, "gelu")  # L varies with N and d

@@ -1,6 +1,6 @@
 """Reading audio files for training: soundfile, then every check the encoders need, each error
 naming the file. Resampling happens only when asked (a windowed-sinc resampler in torch:
-torchaudio does not import beside torch 2.13 CPU, DESIGN.md 6)."""
+torchaudio does not import beside torch 2.13 CPU, docs/design.md 6)."""
 from __future__ import annotations
 
 import math

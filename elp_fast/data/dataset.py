@@ -16,7 +16,7 @@ class AudioDataset(Dataset):
     """Items {"input_values": (samples,) float32, "labels": ...}: the label is labels[i] when a
     list is given, else target(utterance) (an int, or a 1-D LongTensor for CTC targets); neither:
     no labels. max_seconds > 0 keeps only the first max_seconds of longer files (as the
-    predecessor cuts training audio); with_index adds the item's index (to match embeddings to
+    published E/L-adapter code cuts training audio); with_index adds the item's index (to match embeddings to
     trials)."""
 
     def __init__(self, utterances: Sequence[Utterance], target: Optional[Callable[[Utterance], Any]] = None,

@@ -148,7 +148,7 @@ class EngineConfig:
             return (step + 1) / self.warmup_steps
         if self.schedule == "constant":
             return 1.0
-        if self.schedule == "piecewise":  # e.g. the predecessor's per-epoch multipliers
+        if self.schedule == "piecewise":  # e.g. a recipe's per-epoch multipliers
             return next(f for s, f in reversed(self.lr_points) if s <= step)
         span = max(1, self.max_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)

@@ -1,7 +1,7 @@
 """Process-group set-up: one process without a launcher, or many under torchrun / deepspeed.
 
 Without a launcher's environment (RANK, WORLD_SIZE, ...) this sets up a one-process group on a
-free loopback port. CUDA uses NCCL, CPU uses gloo (DESIGN.md 5).
+free loopback port. CUDA uses NCCL, CPU uses gloo (docs/design.md 5).
 """
 from __future__ import annotations
 

@@ -332,7 +332,7 @@ class Trainer:
         for g, base in zip(self.optimizer.param_groups, self._base_lrs):
             g["lr"] = base * factor
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum, _frame) -> None:
         if self._stop_signal and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
         self._stop_signal = signal.Signals(signum).name

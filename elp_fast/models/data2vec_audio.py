@@ -6,4 +6,3 @@ from .wav2vec2 import Wav2Vec2Family
 class Data2VecAudioFamily(Wav2Vec2Family):
     name = "data2vec-audio"
     model_types = ("data2vec-audio",)
-    base_classes = ("Data2VecAudioModel",)

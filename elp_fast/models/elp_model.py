@@ -134,7 +134,7 @@ class ELPModel(nn.Module):
                 module.requires_grad_(True)
 
     def _encoder_params(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """What full fine-tuning trains: the encoder layers (the predecessor's 85.1 M for WavLM
+        """What full fine-tuning trains: the encoder layers (the published 85.1 M for WavLM
         Base+); the CNN, feature projection and positional convolution stay frozen."""
         prefix = f"model.{self._base_name}." if self._base_name else "model."
         for name, p in self.backbone.encoder.layers.named_parameters():
@@ -223,7 +223,7 @@ class ELPModel(nn.Module):
         """Recompute these encoder layers in backward instead of keeping their activations
         ("all", "none" or 0-based indices); returns the sorted indices. Always non-reentrant
         (torch.utils.checkpoint with use_reentrant=False): the reentrant variant trains nothing
-        inside a block whose inputs do not require grad (DESIGN.md 5). Layers that need no
+        inside a block whose inputs do not require grad (docs/design.md 5). Layers that need no
         backward are never checkpointed (there is nothing to keep)."""
         if layers is None or layers is False:
             layers = "none"
@@ -239,7 +239,7 @@ class ELPModel(nn.Module):
         return sorted(self._checkpointed)
 
     def first_backward_layer(self, enabled: Optional[bool] = None) -> int:
-        """Index of the lowest encoder layer that needs a backward pass (DESIGN.md 2.6); layers
+        """Index of the lowest encoder layer that needs a backward pass (docs/design.md 2.6); layers
         below it run without autograd. num_layers when none does (an L-only configuration),
         -1 when the pseudo frames train (everything from the encoder input needs backward)."""
         enabled = self._adapters_enabled if enabled is None else enabled
@@ -277,7 +277,7 @@ class ELPModel(nn.Module):
         enabled = self._adapters_enabled
         first_backward = self.first_backward_layer(enabled) if torch.is_grad_enabled() else self.num_layers
         # Nothing below the first layer that trains needs autograd: an L-only configuration runs
-        # the whole backbone without it (DESIGN.md 2.6).
+        # the whole backbone without it (docs/design.md 2.6).
         # The CNN needs autograd only when its own weights train (never in ELP: pseudo frames join
         # after it). HF's feature encoder marks its input as requiring grad while its parameters
         # are not formally frozen, which would otherwise record and backpropagate the whole CNN.

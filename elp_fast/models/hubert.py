@@ -6,4 +6,3 @@ from .wav2vec2 import Wav2Vec2Family
 class HubertFamily(Wav2Vec2Family):
     name = "hubert"
     model_types = ("hubert",)
-    base_classes = ("HubertModel",)

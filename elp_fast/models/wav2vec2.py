@@ -12,7 +12,6 @@ from torch import nn
 class Wav2Vec2Family:
     name = "wav2vec2"
     model_types = ("wav2vec2",)
-    base_classes = ("Wav2Vec2Model",)
 
     @staticmethod
     def prepare_attention_mask(encoder: nn.Module, hidden: torch.Tensor,

@@ -17,7 +17,6 @@ warnings.filterwarnings("ignore", message="Support for mismatched key_padding_ma
 class WavLMFamily:
     name = "wavlm"
     model_types = ("wavlm",)
-    base_classes = ("WavLMModel",)
 
     @staticmethod
     def prepare_attention_mask(encoder: nn.Module, hidden: torch.Tensor,

@@ -1,4 +1,4 @@
-"""E-adapter: a bottleneck with its own LayerNorm on the feed-forward output (DESIGN.md 2.1)."""
+"""E-adapter: a bottleneck with its own LayerNorm on the feed-forward output (docs/design.md 2.1)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,4 @@
-"""The bank of L-adapters and their learned layer weights (DESIGN.md 2.2), and the plain
+"""The bank of L-adapters and their learned layer weights (docs/design.md 2.2), and the plain
 weighted sum of hidden states (the baseline with identity L-adapters)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .. import ops
 
 class _LayerWeights(nn.Module):
     """The learned layer weights w (softmax-normalised), initialised to 1/L each as the
-    predecessor does (a uniform softmax)."""
+    published E/L-adapter code does (a uniform softmax)."""
 
     def _init_layer_logits(self) -> None:
         nn.init.constant_(self.layer_logits, 1.0 / self.layer_logits.numel())

@@ -1,4 +1,4 @@
-"""P-adapter: learnable pseudo frames joined in front of the CNN features (DESIGN.md 2.3).
+"""P-adapter: learnable pseudo frames joined in front of the CNN features (docs/design.md 2.3).
 
 The published paper's exact parameterisation was not available to us. elp_fast implements:
   static:      P = S                                   S: (k, c) learnable

@@ -48,7 +48,7 @@ def _load() -> Optional[str]:
     spec = importlib.util.find_spec("elp_fast._C")
     if spec is None or spec.origin is None:
         return ("not built: elp_fast._C is not installed (build it with `pip install --no-build-isolation .`; "
-                "README: the native extension)")
+                "docs/design.md 4.4)")
     library = Path(spec.origin)
     record_path = library.with_name(native_build.RECORD_NAME)
     if not record_path.is_file():

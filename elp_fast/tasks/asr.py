@@ -99,7 +99,7 @@ def check_ctc_target(target: torch.Tensor, samples: int, conv_kernel, conv_strid
 class CTCHead(nn.Module):
     """A task head for wrap(..., task_head=...): dropout and a linear layer from H to the
     characters, trained with CTC (blank = 0) computed in fp32 whatever the model's precision
-    (DESIGN.md 5). forward(h, frame_mask, labels) -> (logits, loss or None); labels (batch,
+    (docs/design.md 5). forward(h, frame_mask, labels) -> (logits, loss or None); labels (batch,
     max_target) padded with -100."""
 
     def __init__(self, in_dim: int, vocab_size: int, dropout: float = 0.1, zero_infinity: bool = False) -> None:

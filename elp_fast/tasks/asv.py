@@ -72,8 +72,8 @@ class SpeakerHead(nn.Module):
     """A task head for wrap(..., task_head=...): speaker embeddings of pooled H, trained as a
     classifier of the training speakers with loss "aam" (additive angular margin softmax;
     margin 0: normalised softmax) or "softmax" (a plain linear classifier and cross-entropy, as
-    the predecessor). forward(h, frame_mask, labels) -> (embeddings, loss or None); score trials
-    with cosine_scores."""
+    the published E/L-adapter code). forward(h, frame_mask, labels) -> (embeddings, loss or None);
+    VerificationEvaluator scores trials by the cosine of the embeddings."""
 
     def __init__(self, in_dim: int, num_speakers: int, emb_dim: int = 256, pooling: str = "stats",
                  margin: float = 0.2, scale: float = 30.0, loss: str = "aam") -> None:

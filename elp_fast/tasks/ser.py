@@ -21,7 +21,7 @@ from .registry import Task, register_task
 class ClassifierHead(nn.Module):
     """A task head for wrap(..., task_head=...): a projection of H, masked mean pooling over
     real frames, and a linear classifier trained with cross-entropy (the layout of the
-    predecessor's and HF's sequence-classification heads). forward(h, frame_mask, labels) ->
+    published E/L-adapter code's and HF's sequence-classification heads). forward(h, frame_mask, labels) ->
     (logits, loss or None)."""
 
     def __init__(self, in_dim: int, num_classes: int, proj_dim: int = 256) -> None:
