@@ -23,7 +23,6 @@ from .inputs import check_input_values, check_attention_mask
 from .registry import Resolved
 
 
-
 @dataclass
 class ELPOutput(ModelOutput):
     """last_hidden_state is H (B, T, l_dim), or the encoder output when no L-adapters run.
@@ -367,15 +366,15 @@ class ELPModel(nn.Module):
 
     def _layerdrop_skips(self, n_run: int) -> set:
         """Layers this training forward skips (ELPConfig.layerdrop): each with probability
-        config.layerdrop of the backbone, drawn as HF draws it (WavLM never skips layer 0, whose
-        relative-position bias the later layers reuse). Under ZeRO-3 no layer is skipped: every
+        config.layerdrop of the backbone, drawn as HF draws it (from the family's
+        first_droppable_layer: WavLM never skips layer 0). Under ZeRO-3 no layer is skipped: every
         process must gather every layer's parameters in the same order."""
         p = float(getattr(self.backbone.config, "layerdrop", 0.0) or 0.0)
         if not (self.config.layerdrop and self.training and p > 0):
             return set()
         if any(hasattr(q, "ds_id") for q in self.backbone.encoder.layers[0].parameters()):
             return set()
-        first = 1 if self.family.name == "wavlm" else 0
+        first = self.family.first_droppable_layer
         return {i for i in range(n_run) if i >= first and float(torch.rand([])) < p}
 
     def _layer(self, i: int, layer: nn.Module, hidden: torch.Tensor, attn_mask, carry, enabled: bool):

@@ -12,6 +12,7 @@ from torch import nn
 class Wav2Vec2Family:
     name = "wav2vec2"
     model_types = ("wav2vec2",)
+    first_droppable_layer = 0  # LayerDrop may skip any layer (HF's rule)
 
     @staticmethod
     def prepare_attention_mask(encoder: nn.Module, hidden: torch.Tensor,

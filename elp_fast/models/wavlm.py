@@ -17,6 +17,7 @@ warnings.filterwarnings("ignore", message="Support for mismatched key_padding_ma
 class WavLMFamily:
     name = "wavlm"
     model_types = ("wavlm",)
+    first_droppable_layer = 1  # LayerDrop never skips layer 0: it computes the position bias all reuse
 
     @staticmethod
     def prepare_attention_mask(encoder: nn.Module, hidden: torch.Tensor,

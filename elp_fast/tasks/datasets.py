@@ -15,6 +15,7 @@ from ..data import corpora
 from ..data.audio import AudioError, audio_seconds, load_audio
 from ..data.corpora import Utterance
 from ..data.dataset import AudioDataset
+from ..validation import number_at_least
 from .registry import get_task
 
 # data.corpus values read by name from a split (the layouts with one folder or list per split);
@@ -119,9 +120,8 @@ def prepare(task: str, data: dict, root: Any, *, conv_kernel: Sequence[int], con
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"--data: {root} is not a directory")
-    max_seconds = data.get("max_seconds", 0) or 0
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or max_seconds < 0:
-        raise DataError(f"data.max_seconds: got {max_seconds!r}; expected a number of seconds >= 0 (0: no cut)")
+    max_seconds = number_at_least(0, note=" (seconds; 0: no cut)").check("data.max_seconds",
+                                                                          data.get("max_seconds") or 0, DataError)
     if max_seconds and not spec.can_crop:
         raise DataError(f"data.max_seconds: {task.upper()} audio cannot be cut (its labels would no longer match); "
                         "expected 0")

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import ELPConfig
 from ..engine.config import EngineConfig, load_yaml
-from ..validation import is_number
+from ..validation import int_at_least, is_number, number_at_least
 from .methods import METHODS, method_overrides
 from .registry import get_task, task_names
 
@@ -130,18 +130,14 @@ def check_train(recipe: dict) -> dict:
     unknown = sorted(set(train) - set(TRAIN_KEYS))
     if unknown:
         raise RecipeError(f"train: unknown key(s) {unknown}; expected {TRAIN_KEYS}")
-    epochs = train.get("epochs", 1)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise RecipeError(f"train.epochs: got {epochs!r}; expected an integer >= 1")
+    epochs = int_at_least(1).check("train.epochs", train.get("epochs", 1), RecipeError)
     factors = train.get("epoch_lr_factors")
     if factors is not None and (not isinstance(factors, list) or len(factors) < epochs or not all(
-            isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in factors)):
+            is_number(f) and f >= 0 for f in factors)):
         raise RecipeError(f"train.epoch_lr_factors: got {factors!r}; expected a list of >= {epochs} numbers >= 0 "
                           "(one learning-rate multiplier per epoch)")
     for key in ("warmup_epochs", "eval_every_epochs", "save_every_epochs"):
-        v = train.get(key, 0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise RecipeError(f"train.{key}: got {v!r}; expected a number >= 0")
+        number_at_least(0).check(f"train.{key}", train.get(key, 0), RecipeError)
     return train
 
 

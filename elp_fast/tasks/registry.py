@@ -34,8 +34,9 @@ class Task:
     corpora: values of the recipe's data.corpus this task reads ("manifest" for JSON lines).
     data_keys: keys of the data section beyond COMMON_DATA_KEYS.
     head_fields: head setting -> Rule; checked before any data is read.
-    prepare(data_section, root, corpus, reader, head_settings, splits, conv_kernel, conv_stride)
-        -> TaskData: reads, checks and labels the splits (raise DataError naming the file/field).
+    prepare(data_section, reader, head_settings, splits) -> TaskData: reads, checks and labels
+        the splits named in `splits` (reader: datasets.CorpusReader over the corpus root; raise
+        DataError naming the file or field).
     build_head(head_settings, in_dim, head_args) -> nn.Module: the task head fed H; head_args
         come from TaskData (classes, vocabulary, ...).
     predictions(output, batch, labels) -> list of dicts, one per utterance of the batch: what

@@ -1,5 +1,5 @@
-"""`elp-fast train --task asr|asv|ser|sic` and `elp-fast eval`: a recipe, a corpus root and a
-backbone become one run directory:
+"""`elp-fast train --task TASK` (any registered task) and `elp-fast eval`: a recipe, a corpus
+root and a backbone become one run directory:
 
     <output>/config.yaml      everything the run used (recipe after overrides, method, backbone,
                               data root, the resolved ELPConfig and EngineConfig)
@@ -7,6 +7,8 @@ backbone become one run directory:
     <output>/checkpoints/     resume checkpoints; step-*/adapters holds the adapter weights
     <output>/summary.json     the engine's summary plus the test split's metrics
     <output>/eval-<split>.json  written by `elp-fast eval`
+    <output>/predictions-<split>.jsonl  written by `elp-fast eval --predictions`: one line per
+                              utterance (id, audio, the task's prediction and label)
 
 Everything (recipe, data, labels, backbone) is checked before the directory is touched."""
 from __future__ import annotations
@@ -20,8 +22,7 @@ import torch
 
 from ..config import ELPConfig
 from ..files import write_atomic
-from ..models.random_backbone import SIZES as RANDOM_SIZES
-from ..models.random_backbone import random_wavlm
+from ..models.random_backbone import SIZES as RANDOM_SIZES, random_wavlm
 from .datasets import DataError, prepare
 from .recipe import RecipeError, apply_overrides, as_plain, dump, load_recipe, resolve_engine, resolve_model
 from .registry import Task, get_task
@@ -214,9 +215,9 @@ def evaluate(args) -> int:
     with torch.no_grad():
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
-            evaluator.update(model, batch, True)
+            out = model(batch["input_values"], attention_mask=batch["attention_mask"])
+            evaluator.update(lambda *_, **__: out, batch, True)  # one forward serves both
             if args.predictions:
-                out = model(batch["input_values"], attention_mask=batch["attention_mask"])
                 for row in spec.predictions(out, batch, data.labels):
                     u = dataset.utterances[len(rows)]
                     rows.append({"id": u.id, "audio": str(u.path), **row})
