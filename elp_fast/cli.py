@@ -117,9 +117,13 @@ def train(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     from .tasks.methods import describe_methods
-    from .tasks.registry import get_task, task_names
+    from .tasks.registry import TaskError, get_task, task_names
 
-    tasks = task_names()
+    try:
+        tasks = task_names()  # the built-in tasks and those registered by other packages
+    except TaskError as exc:
+        print(f"elp-fast: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="elp-fast", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # The deepspeed launcher passes --local_rank before the subcommand (LOCAL_RANK is read from the env).
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
     from .tasks.recipe import RecipeError
 
     user_errors = (EngineConfigError, ELPConfigError, DataError, RecipeError, CheckpointError, ResumeError,
-                   FileNotFoundError, FileExistsError)
+                   TaskError, FileNotFoundError, FileExistsError)
     try:
         if args.command == "demo":
             from .demo import main as demo_main

@@ -138,3 +138,10 @@ def test_a_task_from_another_module_trains_and_evaluates_through_the_cli(tmp_pat
     with pytest.raises(SystemExit):
         cli.main(["train", "--task", "nosuch", "--data", str(data)])
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_task_module_that_cannot_be_imported_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("ELP_FAST_TASK_MODULES", "no_such_task_module")
+    assert cli.main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert "ELP_FAST_TASK_MODULES: cannot import task module 'no_such_task_module'" in err

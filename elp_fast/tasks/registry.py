@@ -25,6 +25,10 @@ COMMON_DATA_KEYS = frozenset({"corpus", "train", "eval", "test", "max_seconds", 
                               "downmix"})
 
 
+class TaskError(ValueError):
+    """A task cannot be found or registered (a ValueError); the message says which and why."""
+
+
 @dataclass(frozen=True)
 class Task:
     """What elp_fast needs to know to train and evaluate one task.
@@ -85,7 +89,7 @@ def register_task(task: Task) -> Task:
         raise TypeError(f"register_task: got {type(task).__name__}; expected a Task")
     old = _TASKS.get(task.name)
     if old is not None and old.module != task.module:
-        raise ValueError(f"register_task: task {task.name!r} is already registered by {old.module}")
+        raise TaskError(f"register_task: task {task.name!r} is already registered by {old.module}")
     _TASKS[task.name] = task
     return task
 
@@ -113,7 +117,7 @@ def _import(module: str, source: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise ValueError(f"{source}: cannot import task module {module!r} ({exc})") from None
+        raise TaskError(f"{source}: cannot import task module {module!r} ({exc})") from None
 
 
 def task_names() -> list[str]:
@@ -125,6 +129,6 @@ def get_task(name: Any, module: Optional[str] = None) -> Task:
     """The registered task `name` (`module`: import it first, e.g. the one a run recorded)."""
     load_task_modules(module)
     if name not in _TASKS:
-        raise ValueError(f"--task: got {name!r}; expected one of {sorted(_TASKS)} (a task of another package "
+        raise TaskError(f"--task: got {name!r}; expected one of {sorted(_TASKS)} (a task of another package "
                          f"registers when its module is named in {MODULES_ENV})")
     return _TASKS[name]
