@@ -74,6 +74,9 @@ class CorpusReader:
         names = [value] if isinstance(value, str) else value
         if not (isinstance(names, list) and names and all(isinstance(v, str) for v in names)):
             raise DataError(f"data.{key}: got {value!r}; expected a split name / path or a list of them")
+        if self.corpus not in SPLIT_READERS:
+            raise DataError(f"data.{key}: corpus {self.corpus!r} is not read by split name (those are "
+                            f"{sorted(SPLIT_READERS)}); its task reads its own layout")
         out: list[Utterance] = []
         for name in names:
             try:
