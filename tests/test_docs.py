@@ -141,7 +141,7 @@ def test_relative_links_resolve(path):
 
 def test_docs_exist():
     names = {p.name for p in DOCS}
-    assert {"design.md", "engine.md", "performance.md", "testing.md"} <= names, names
+    assert {"design.md", "engine.md", "performance.md", "testing.md", "tasks.md", "contributing.md"} <= names, names
 
 
 def test_link_checker_catches_broken_links(tmp_path):
@@ -179,3 +179,16 @@ def test_documents_cite_docs_not_outside_files(path):
     outside = ["../" + "shared", *(f"{n.upper()}.md" for n in ("design", "performance", "testing"))]
     for name in outside:
         assert name not in text, f"{path.name} refers to {name}; cite docs/ instead"
+
+
+def test_no_file_of_the_product_cites_outside_specs():
+    """Code, scripts, tests and documents cite docs/ (the spec files outside the repository, and
+    the history of the product, are never named)."""
+    outside = ["../" + "shared", *(f"{n.upper()}.md" for n in ("design", "performance", "testing")), "issue" + "'s"]
+    suffixes = {".py", ".md", ".sh", ".yaml", ".yml", ".toml", ".cpp", ".h", ".cu", ".cuh", ".inc", ".in", ".txt"}
+    files = [ROOT / name for name in ("README.md", "setup.py", "pyproject.toml", "MANIFEST.in", ".ci/run")]
+    for folder in ("elp_fast", "kernels", "csrc", "benchmarks", "scripts", "tests", "examples", "docs"):
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in suffixes and "__pycache__" not in p.parts]
+    found = [f"{p.relative_to(ROOT)}: {name}" for p in files if p.is_file()
+             for name in outside if name in p.read_text(errors="replace")]
+    assert found == []

@@ -1,7 +1,7 @@
-"""Task pieces: metrics (all four tasks), the CTC character vocabulary and decoding (ASR),
-speaker embeddings, AAM loss and score normalisation (ASV), slot vocabularies and the
-multi-slot head (SIC). SER uses the pooled classifier of the HF *ForSequenceClassification head
-and the UA / WA metrics."""
+"""The tasks: a registry of `Task` specs (registry.py) with one file per task (asr.py, asv.py,
+ser.py, sic.py: heads, data, evaluators, registration; tones.py: the synthetic tone task), the
+recipes that train them (recipe.py, recipes/*.yaml, methods.py), the data checks (datasets.py),
+the runs behind `elp-fast train --task` and `elp-fast eval` (run.py) and the metrics."""
 from .metrics import (all_slots_accuracy, cer, confusion_matrix, edit_distance, eer, min_dcf,
                       unweighted_accuracy, weighted_accuracy, wer)
 
