@@ -21,7 +21,8 @@ Variants (each a sequence-classification model: mean-pooled features, projector,
   elp-fused       the same model and weights, ops on the automatic backend (Triton or CUDA on a
                   GPU, the compiled CPU ops on a CPU)
   elp-compile     elp-fused under torch.compile (the fused ops stay opaque custom ops)
-  weighted-sum    the SUPERB weighted sum of frozen hidden states (tasks.methods "weighted_sum")
+  weighted-sum    the SUPERB weighted sum of X^0..X^L over a frozen backbone (tasks.methods
+                  "weighted_sum" with its encoder layer norms frozen: SUPERB's setting)
   full            full fine-tuning of the encoder layers (tasks.methods "full")
   lora            PEFT LoRA (r = 8, alpha = 16) on q/k/v/out projections of every attention
                   block, the HF head on the top layer, CNN frozen, no elp_fast code involved.
@@ -147,7 +148,10 @@ def build_variant(name: str, backbone: str, device: torch.device, dtype: torch.d
 
         method = {"weighted-sum": "weighted_sum", "full": "full"}.get(name, "elp")
         torch.manual_seed(seed + 1)
-        model = elp_fast.wrap(hf, **method_overrides(method))
+        overrides = method_overrides(method)
+        if name == "weighted-sum":
+            overrides["train_layer_norms"] = False  # the featurizer alone: no backward through the backbone
+        model = elp_fast.wrap(hf, **overrides)
         model.to(device)
         model.set_activation_checkpointing("all" if checkpointing else "none")
         backend = {"elp-reference": "reference", "elp-eager": "eager"}.get(name)
