@@ -47,9 +47,9 @@ _RULES = {
     "e_bottleneck": int_at_least(1), "l_dim": int_at_least(1), "p_len": int_at_least(0),
     "p_bottleneck": int_at_least(1), "l_mode": one_of(*L_MODES), "p_mode": one_of(*P_MODES),
     "activation": one_of(*ACTIVATIONS), "e_activation": one_of(*ACTIVATIONS, optional=True),
-    "l_activation": one_of(*ACTIVATIONS, optional=True), "train_layer_norms": BOOLEAN, "train_head": BOOLEAN,
-    "train_encoder": BOOLEAN, "l_input": BOOLEAN, "layerdrop": BOOLEAN, "init_std": number_at_least(0), "p_init_std": number_at_least(0),
-    "eps": number_at_least(0, strict=True),
+    "l_activation": one_of(*ACTIVATIONS, optional=True), "l_input": BOOLEAN, "train_layer_norms": BOOLEAN,
+    "train_head": BOOLEAN, "train_encoder": BOOLEAN, "layerdrop": BOOLEAN, "init_std": number_at_least(0),
+    "p_init_std": number_at_least(0), "eps": number_at_least(0, strict=True),
 }
 LAYER_FIELDS = ("e_layers", "a_layers", "l_layers")
 

@@ -66,7 +66,7 @@ def demo_recipe(steps: int, seed: int, pretrained: bool) -> dict:
     """The SIC recipe with demo-sized settings: a fixed number of steps with warm-up and linear
     decay, learning rates for a small random backbone, adapter sizes for its width (the recipe's
     defaults with a pretrained --backbone), and a GELU after the head's hidden layer (the
-    settings its published figures were measured with)."""
+    settings the README's demo figures were measured with)."""
     from .tasks.recipe import load_recipe
 
     recipe = load_recipe("sic")
