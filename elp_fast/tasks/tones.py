@@ -42,9 +42,9 @@ def build_model(backbone: str):
 
     from ..config import ELPConfig
     from ..models import wrap
-    from ..models.random_backbone import random_wavlm
+    from ..models.random_backbone import SIZES, random_wavlm
 
-    if backbone not in ("small", "mini", "base"):
+    if backbone not in SIZES:
         path = Path(backbone)
         if not path.is_dir():
             raise FileNotFoundError(f"--backbone: {path} is not a directory holding a HF checkpoint")
