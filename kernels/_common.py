@@ -54,22 +54,46 @@ def pow2(n: int, lo: int = 16) -> int:
     return max(lo, triton.next_power_of_2(int(n)))
 
 
-def tiles(table: dict, n: int, d: int, width: int, dtype: torch.dtype,
-          backward: bool) -> tuple[int, int, int, int]:
-    """(BM, BD, padded width, num_warps) from a kernel's tile table {(fp32, backward): {padded
-    width: (BM, BD, num_warps)}}. The interpreter gets the biggest blocks instead, as each program
-    costs milliseconds there."""
-    wp = pow2(width)
-    if INTERPRET:
-        return min(pow2(n), 128), min(pow2(d), 256), wp, 4
-    bm, bd, warps = table[(dtype == torch.float32, backward)][wp]
-    return bm, bd, wp, warps
+def interpreter_tile(n: int, d: int, warps: int = 4) -> tuple[int, int, int]:
+    """(BM, BD, num_warps) under the interpreter: the biggest blocks, as each program costs
+    milliseconds there."""
+    return min(pow2(n), 128), min(pow2(d), 256), warps
+
+
+def row_class(n: int) -> int:
+    """The shape class of a row count for tile selection: its power-of-two bucket."""
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+# Set by the offline compile check to plan launches for a card it does not have (132 SMs).
+PLAN_SMS: int | None = None
 
 
 def sm_count(device: torch.device) -> int:
+    if PLAN_SMS is not None:
+        return PLAN_SMS
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return 1  # the interpreter runs programs one after another: fewer, bigger programs
+
+
+def aligned16(tensors: list[torch.Tensor], row_elems: int = 0) -> bool:
+    """Every tensor starts on a 16-byte boundary and a row of `row_elems` elements (0: the
+    tensors are read as one flat run) is a whole number of 16 bytes: then a kernel may tell the
+    compiler so (ALIGNED) and read pointer-table tensors with 16-byte vector loads. Otherwise it
+    takes the scalar-load path (correct, slower)."""
+    size = tensors[0].element_size()
+    return (row_elems * size) % 16 == 0 and all(t.data_ptr() % 16 == 0 for t in tensors)
+
+
+@triton.jit
+def table_pointer(table_ptr, l, DT: tl.constexpr, ALIGNED: tl.constexpr):
+    """The l-th tensor of a pointer table; with ALIGNED the compiler is told it is 16-byte
+    aligned, which turns the 2-byte loads of the rows into 16-byte vector loads."""
+    p = tl.load(table_ptr + l).to(tl.pointer_type(DT))
+    if ALIGNED:
+        p = tl.multiple_of(p, 16)
+    return p
 
 
 def pointer_table(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -25,7 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import ACT_CODES, INTERPRET, act_fwd, act_grad, mma, tiles
+from ._common import (ACT_CODES, INTERPRET, act_fwd, act_grad, interpreter_tile, mma, pow2, row_class,
+                      sm_count)
+from ._tuning import pick, plans
 from .weight_grad import weight_grad
 
 MAX_R = 512  # (BM, r) fp32 tiles stay in registers; larger bottlenecks use another backend
@@ -74,7 +76,7 @@ def _s_chunk(a, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, mean1, rstd1, rows
     return vhat, s
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])  # any row count: one compiled variant
 def _fwd_kernel(x_ptr, wd_ptr, bd_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, res_ptr, g2_ptr, b2_ptr,
                 y_ptr, z_ptr, stats_ptr, N, D, R, eps,
                 ACT: tl.constexpr, HAS_RES: tl.constexpr, HAS_POST: tl.constexpr,
@@ -160,7 +162,7 @@ def _ds_chunk(a, dy_ptr, x_ptr, res_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr, g2_ptr, m
     return vhat, ds
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])
 def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr, g_ptr, b_ptr,
                 g2_ptr, dx_ptr, dres_ptr, dv_ptr, dz_ptr, pg_ptr, pb_ptr, pg2_ptr, pb2_ptr,
                 pbu_ptr, pbd_ptr, N, D, R,
@@ -261,21 +263,30 @@ def _bwd_kernel(dy_ptr, x_ptr, res_ptr, z_ptr, stats_ptr, wd_ptr, wu_ptr, bu_ptr
             tl.store(dx_ptr + rows64[:, None] * D + cols[None, :], dx, mask=rmask[:, None] & cmask[None, :])
 
 
-# (BM, BD, num_warps) by padded r, for sm_90: the largest tiles that compile without register
-# spills and within shared memory (benchmarks/compile_check.py; r = 512 with a post-LN still
-# spills 24 bytes per thread in half-precision backward). fp32 runs IEEE dots without tensor
-# cores, which need smaller tiles. Chosen offline from the compiled kernels' resource counts,
-# not yet from GPU timings.
-_TILES = {  # (fp32, backward) -> {RP: (BM, BD, num_warps)}
-    (False, False): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 64, 8),
-                     256: (64, 64, 8), 512: (32, 64, 8)},
-    (False, True): {16: (64, 64, 8), 32: (64, 64, 8), 64: (64, 64, 8), 128: (64, 32, 8),
-                    256: (32, 32, 8), 512: (16, 32, 8)},
-    (True, False): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 32, 8),
-                    256: (16, 32, 8), 512: (16, 32, 8)},
-    (True, True): {16: (32, 32, 8), 32: (32, 32, 8), 64: (32, 32, 8), 128: (16, 32, 8),
-                   256: (16, 32, 8), 512: (16, 16, 8)},
+# Candidate (BM, BD, num_warps) per (fp32, backward) and padded r, timed on the first call
+# (_tuning.py). Every candidate compiles for sm_90 without register spills under the supported
+# Triton versions (benchmarks/compile_check.py; tables in benchmarks/results/). 16-row tiles
+# are there for the realistic step sizes: 6,392 tokens fill 132 SMs twice only with them. fp32
+# runs IEEE dots without tensor cores, which needs smaller tiles.
+CANDIDATES = {  # (fp32, backward) -> {RP: [(BM, BD, num_warps), ...]}
+    (False, False): {**{rp: [(16, 64, 4), (32, 64, 4), (64, 64, 8)] for rp in (16, 32, 64, 128)},
+                     256: [(16, 64, 4), (32, 64, 8)], 512: [(16, 64, 8), (32, 64, 8)]},
+    (False, True): {**{rp: [(16, 64, 4), (32, 64, 8), (64, 64, 8)] for rp in (16, 32, 64)},
+                    128: [(16, 64, 4), (32, 32, 8), (64, 32, 8)], 256: [(16, 32, 4), (32, 32, 8)],
+                    512: [(16, 32, 8)]},
+    (True, False): {**{rp: [(16, 32, 4), (32, 32, 8)] for rp in (16, 32, 64)},
+                    128: [(16, 32, 4), (16, 32, 8)], 256: [(16, 32, 8)], 512: [(16, 32, 8)]},
+    (True, True): {**{rp: [(16, 32, 4), (32, 32, 8)] for rp in (16, 32, 64)},
+                   128: [(16, 32, 8)], 256: [(16, 32, 8)], 512: [(16, 16, 8)]},
 }
+
+
+def _plan(n, d, r, dtype, backward: bool, device):
+    """(candidates that fill the card, the interpreter's tile, shape class, RP)."""
+    rp = pow2(r)
+    cands = plans(CANDIDATES[(dtype == torch.float32, backward)][rp], lambda c: triton.cdiv(n, c[0]),
+                  sm_count(device))
+    return cands, interpreter_tile(n, d), (str(dtype)[6:], rp, d, row_class(n)), rp
 
 
 def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post_ln_b, *,
@@ -288,15 +299,19 @@ def forward(x, down_w, down_b, up_w, up_b, ln_w, ln_b, residual, post_ln_w, post
     y = torch.empty_like(x)
     z = torch.empty((n, r) if save else (0,), device=x.device, dtype=x.dtype)
     stats = torch.empty((n, nstat) if save else (0,), device=x.device, dtype=torch.float32)
-    bm, bd, rp, warps = tiles(_TILES, n, d, r, x.dtype, backward=False)
-    dummy = x
-    _fwd_kernel[(triton.cdiv(n, bm),)](
-        x, down_w, down_b, up_w, up_b, ln_w, ln_b,
-        residual if residual is not None else dummy,
-        post_ln_w if post else dummy, post_ln_b if post else dummy,
-        y, z, stats, n, d, r, eps,
-        ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post, SAVE=save,
-        NSTAT=nstat, BM=bm, BD=bd, RP=rp, INTERP=INTERPRET, num_warps=warps)
+    cands, interp, shape_class, rp = _plan(n, d, r, x.dtype, False, x.device)
+
+    def launch(config):
+        bm, bd, warps = config
+        _fwd_kernel[(triton.cdiv(n, bm),)](
+            x, down_w, down_b, up_w, up_b, ln_w, ln_b,
+            residual if residual is not None else x,
+            post_ln_w if post else x, post_ln_b if post else x,
+            y, z, stats, n, d, r, eps,
+            ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post, SAVE=save,
+            NSTAT=nstat, BM=bm, BD=bd, RP=rp, INTERP=INTERPRET, num_warps=warps)
+    launch(pick("bottleneck_adapter.fwd", (*shape_class, residual is not None, post, save), cands, launch,
+                x.device, interp))
     return y, z, stats
 
 
@@ -308,25 +323,33 @@ def backward(dy, x, z, stats, down_w, up_w, up_b, ln_w, ln_b, residual, post_ln_
     n, d = x.shape
     r = down_w.shape[0]
     post = post_ln_w is not None
-    bm, bd, rp, warps = tiles(_TILES, n, d, r, x.dtype, backward=True)
-    blocks = triton.cdiv(n, bm)
+    cands, interp, shape_class, rp = _plan(n, d, r, x.dtype, True, x.device)
     empty = x.new_empty(0)
     dx = torch.empty_like(x) if need_dx else empty
     dres = torch.empty_like(x) if need_dres else empty
     dv = torch.empty_like(x) if need_params else empty
     dz = torch.empty((n, r), device=x.device, dtype=x.dtype) if need_params else empty
-    f32 = dict(device=x.device, dtype=torch.float32)
-    pg, pb = (torch.empty((blocks, d), **f32) for _ in range(2)) if need_params else (empty, empty)
-    pg2, pb2 = (torch.empty((blocks, d), **f32) for _ in range(2)) if need_params and post else (empty, empty)
-    pbu = torch.empty((blocks, d), **f32) if need_params else empty
-    pbd = torch.empty((blocks, r), **f32) if need_params else empty
-    _bwd_kernel[(blocks,)](
-        dy, x, residual if residual is not None else x, z, stats, down_w, up_w, up_b, ln_w, ln_b,
-        post_ln_w if post else x,
-        dx, dres, dv, dz, pg, pb, pg2, pb2, pbu, pbd, n, d, r,
-        ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post,
-        NEED_DX=need_dx, NEED_DRES=need_dres, NEED_PARAMS=need_params,
-        NSTAT=stats.shape[1], BM=bm, BD=bd, RP=rp, INTERP=INTERPRET, num_warps=warps)
+    partials = {}
+
+    def launch(config):
+        bm, bd, warps = config
+        blocks = triton.cdiv(n, bm)
+        f32 = dict(device=x.device, dtype=torch.float32)
+        pg, pb, pbu = ((torch.empty((blocks, d), **f32) for _ in range(3)) if need_params
+                       else (empty, empty, empty))
+        pg2, pb2 = (torch.empty((blocks, d), **f32) for _ in range(2)) if need_params and post else (empty, empty)
+        pbd = torch.empty((blocks, r), **f32) if need_params else empty
+        _bwd_kernel[(blocks,)](
+            dy, x, residual if residual is not None else x, z, stats, down_w, up_w, up_b, ln_w, ln_b,
+            post_ln_w if post else x,
+            dx, dres, dv, dz, pg, pb, pg2, pb2, pbu, pbd, n, d, r,
+            ACT=ACT_CODES[activation], HAS_RES=residual is not None, HAS_POST=post,
+            NEED_DX=need_dx, NEED_DRES=need_dres, NEED_PARAMS=need_params,
+            NSTAT=stats.shape[1], BM=bm, BD=bd, RP=rp, INTERP=INTERPRET, num_warps=warps)
+        partials.update(pg=pg, pb=pb, pg2=pg2, pb2=pb2, pbu=pbu, pbd=pbd)
+    launch(pick("bottleneck_adapter.bwd", (*shape_class, residual is not None, post, need_dx, need_dres,
+                                           need_params), cands, launch, x.device, interp))
+    pg, pb, pg2, pb2, pbu, pbd = (partials[k] for k in ("pg", "pb", "pg2", "pb2", "pbu", "pbd"))
     grads: list[Optional[torch.Tensor]] = [None] * 8
     if need_params:
         dwu = weight_grad(dv[None], z[None], b_act=ACT_CODES[activation])[0]

@@ -12,18 +12,20 @@ which turns the saved pre-activation z into the matmul operand act(z).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, act_fwd, mma, pointer_table, pow2, sm_count
+from ._common import INTERPRET, act_fwd, aligned16, mma, pointer_table, pow2, row_class, sm_count, table_pointer
+from ._tuning import pick, plans
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "rows_per_split"])
 def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, N, K1, K2, rows_per_split, S, stride_ab, stride_bb,
-                        B_TABLE: tl.constexpr, B_ACT: tl.constexpr, ACT: tl.constexpr,
+                        B_TABLE: tl.constexpr, ALIGNED: tl.constexpr, B_ACT: tl.constexpr, ACT: tl.constexpr,
                         BK1: tl.constexpr, BK2: tl.constexpr,
                         BN: tl.constexpr, INTERP: tl.constexpr):
     pid_i = tl.program_id(0)
@@ -34,7 +36,7 @@ def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, N, K1, K2, rows_per_split, S, str
     OP_DT = a_ptr.dtype.element_ty
     a_base = a_ptr + batch.to(tl.int64) * stride_ab
     if B_TABLE:
-        b_base = tl.load(b_ptr + batch).to(tl.pointer_type(OP_DT))
+        b_base = table_pointer(b_ptr, batch, OP_DT, ALIGNED)
     else:
         b_base = b_ptr + batch.to(tl.int64) * stride_bb
     i = pid_i * BK1 + tl.arange(0, BK1)
@@ -57,6 +59,13 @@ def _weight_grad_kernel(a_ptr, b_ptr, out_ptr, N, K1, K2, rows_per_split, S, str
     tl.store(out_base + i[:, None] * K2 + j[None, :], acc, mask=imask[:, None] & jmask[None, :])
 
 
+# Candidate (BK1, BK2, BN, num_warps) (BK1/BK2 capped at the padded sizes), timed on the first
+# call (_tuning.py); all spill-free for sm_90 (benchmarks/compile_check.py). fp32 runs IEEE
+# dots without tensor cores: smaller tiles.
+CANDIDATES = {False: [(128, 128, 64, 8), (64, 128, 64, 4), (64, 64, 64, 4)],
+              True: [(64, 64, 32, 8), (32, 64, 32, 4)]}
+
+
 def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None) -> torch.Tensor:
     """a: (BATCH, N, K1) contiguous; b: (BATCH, N, K2) contiguous, or a list of BATCH contiguous
     (N, K2) tensors. Returns fp32 (BATCH, K1, K2)."""
@@ -68,23 +77,34 @@ def weight_grad(a: torch.Tensor, b, *, b_act: Optional[int] = None) -> torch.Ten
     else:
         k2 = b.shape[-1]
         b_arg, stride_bb = b, n * k2
-    if INTERPRET:
-        bk1, bk2, bn, warps = pow2(k1, 16), pow2(k2, 16), 256, 4
-    elif a.dtype == torch.float32:  # IEEE fp32 dots: no tensor cores, smaller tiles (no spills)
-        bk1, bk2, bn, warps = min(pow2(k1), 64), min(pow2(k2), 64), 32, 8
-    else:
-        bk1, bk2, bn, warps = min(pow2(k1), 128), min(pow2(k2), 128), 64, 8
-    tiles = triton.cdiv(k1, bk1) * triton.cdiv(k2, bk2) * batch
-    # Enough programs to fill the card (about 4 per SM), each with a row slice of whole blocks.
-    want = max(1, (4 * sm_count(a.device)) // tiles) if not INTERPRET else 1
-    splits = max(1, min(want, triton.cdiv(n, bn)))
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bn) * bn
-    splits = max(1, triton.cdiv(n, rows_per_split))
-    out = torch.empty((batch * splits, k1, k2), device=a.device, dtype=torch.float32)
-    grid = (triton.cdiv(k1, bk1), triton.cdiv(k2, bk2), batch * splits)
-    _weight_grad_kernel[grid](
-        a, b_arg, out, n, k1, k2, rows_per_split, splits, n * k1, stride_bb,
-        B_TABLE=table, B_ACT=b_act is not None, ACT=b_act or 0,
-        BK1=bk1, BK2=bk2, BN=bn, INTERP=INTERPRET, num_warps=warps)
+    aligned = table and aligned16(list(b), k2)
+    sms = sm_count(a.device)
+
+    def grid_of(config):
+        """(grid, rows per split, splits) of a candidate: enough row slices that the card gets
+        about 4 programs per SM, each slice a whole number of BN-row blocks."""
+        bk1, bk2, bn = min(pow2(k1), config[0]), min(pow2(k2), config[1]), config[2]
+        tiles = triton.cdiv(k1, bk1) * triton.cdiv(k2, bk2) * batch
+        want = 1 if INTERPRET else max(1, triton.cdiv(4 * sms, tiles))
+        splits = max(1, min(want, triton.cdiv(n, bn)))
+        rows_per_split = triton.cdiv(triton.cdiv(n, splits), bn) * bn
+        splits = max(1, triton.cdiv(n, rows_per_split))
+        return (triton.cdiv(k1, bk1), triton.cdiv(k2, bk2), batch * splits), rows_per_split, splits
+
+    cands = plans(CANDIDATES[a.dtype == torch.float32], lambda c: math.prod(grid_of(c)[0]), sms)
+    result = {}
+
+    def launch(config):
+        grid, rows_per_split, splits = grid_of(config)
+        out = torch.empty((batch * splits, k1, k2), device=a.device, dtype=torch.float32)
+        _weight_grad_kernel[grid](
+            a, b_arg, out, n, k1, k2, rows_per_split, splits, n * k1, stride_bb,
+            B_TABLE=table, ALIGNED=aligned, B_ACT=b_act is not None, ACT=b_act or 0,
+            BK1=min(pow2(k1), config[0]), BK2=min(pow2(k2), config[1]), BN=config[2], INTERP=INTERPRET,
+            num_warps=config[3])
+        result["out"], result["splits"] = out, splits
+    interp = (pow2(k1, 16), pow2(k2, 16), 256, 4)
+    launch(pick("weight_grad", (str(a.dtype)[6:], pow2(k1), pow2(k2), batch, table, aligned, b_act, row_class(n)),
+                cands, launch, a.device, interp))
     # Fixed-order reduction of the partials (torch's sum is deterministic).
-    return out.view(batch, splits, k1, k2).sum(1)
+    return result["out"].view(batch, result["splits"], k1, k2).sum(1)

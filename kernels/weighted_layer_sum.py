@@ -13,24 +13,25 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, pointer_table, sm_count
+from ._common import INTERPRET, aligned16, pointer_table, row_class, sm_count, table_pointer
+from ._tuning import pick, plans
 
 
-@triton.jit
-def _fwd_kernel(table_ptr, h0_ptr, w_ptr, out_ptr, numel, L, BLOCK: tl.constexpr):
+@triton.jit(do_not_specialize=["numel"])
+def _fwd_kernel(table_ptr, h0_ptr, w_ptr, out_ptr, numel, L, ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
     DT = h0_ptr.dtype.element_ty
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     acc = tl.zeros((BLOCK,), tl.float32)
     for l in range(0, L):
-        h_ptr = tl.load(table_ptr + l).to(tl.pointer_type(DT))
+        h_ptr = table_pointer(table_ptr, l, DT, ALIGNED)
         acc += tl.load(w_ptr + l) * tl.load(h_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + offs, acc, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["numel", "tiles"])
 def _bwd_kernel(table_ptr, h0_ptr, w_ptr, dH_ptr, dh_ptr, plog_ptr, numel, L, tiles,
-                NEED_DH: tl.constexpr, NEED_LOGITS: tl.constexpr, BLOCK: tl.constexpr,
+                ALIGNED: tl.constexpr, NEED_DH: tl.constexpr, NEED_LOGITS: tl.constexpr, BLOCK: tl.constexpr,
                 LP: tl.constexpr):
     DT = h0_ptr.dtype.element_ty
     pid = tl.program_id(0)
@@ -44,23 +45,40 @@ def _bwd_kernel(table_ptr, h0_ptr, w_ptr, dH_ptr, dh_ptr, plog_ptr, numel, L, ti
             if NEED_DH:
                 tl.store(dh_ptr + tl.cast(l, tl.int64) * numel + offs, tl.load(w_ptr + l) * dH, mask=mask)
             if NEED_LOGITS:
-                h_ptr = tl.load(table_ptr + l).to(tl.pointer_type(DT))
+                h_ptr = table_pointer(table_ptr, l, DT, ALIGNED)
                 h = tl.load(h_ptr + offs, mask=mask, other=0.0).to(tl.float32)
                 sums = tl.where(ls == l, sums + tl.sum(dH * h, axis=0), sums)
     tl.store(plog_ptr + pid * LP + ls, sums)
 
 
-def _block(numel: int) -> int:
-    return min(triton.next_power_of_2(max(numel, 16)), 1 << 16 if INTERPRET else 4096)
+# Candidate (BLOCK, num_warps), timed on the first call (_tuning.py). Forward programs own one
+# block each (thousands of programs at any realistic size); backward programs are persistent,
+# up to 8 per SM, so their per-layer sums stay in registers.
+CANDIDATES = [(4096, 8), (2048, 4), (8192, 8)]
+_INTERP = (1 << 16, 4)
+
+
+def _block(numel: int, config) -> int:
+    return min(triton.next_power_of_2(max(numel, 16)), config[0])
+
+
+def _shape(hidden: list[torch.Tensor]) -> tuple:
+    return (str(hidden[0].dtype)[6:], len(hidden), aligned16(hidden), row_class(hidden[0].numel()))
 
 
 def forward(hidden: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """hidden: L contiguous same-shaped tensors; weights: softmax(layer_logits) in fp32."""
     out = torch.empty_like(hidden[0])
     numel = out.numel()
-    block = _block(numel)
-    _fwd_kernel[(triton.cdiv(numel, block),)](pointer_table(hidden), hidden[0], weights, out, numel,
-                                               len(hidden), BLOCK=block, num_warps=8)
+    shape = _shape(hidden)
+    table = pointer_table(hidden)
+    cands = plans(CANDIDATES, lambda c: triton.cdiv(numel, _block(numel, c)), sm_count(out.device))
+
+    def launch(config):
+        block = _block(numel, config)
+        _fwd_kernel[(triton.cdiv(numel, block),)](table, hidden[0], weights, out, numel, len(hidden),
+                                                   ALIGNED=shape[2], BLOCK=block, num_warps=config[1])
+    launch(pick("weighted_layer_sum.fwd", shape, cands, launch, out.device, _INTERP))
     return out
 
 
@@ -68,12 +86,24 @@ def backward(dH: torch.Tensor, hidden: list[torch.Tensor], weights: torch.Tensor
              need_dh: bool, need_logits: bool):
     """Returns dh (L, *shape) or None, and fp32 sums g_l = sum(dH * h_l) or None."""
     L, numel = len(hidden), dH.numel()
-    block = _block(numel)
-    tiles = triton.cdiv(numel, block)
-    progs = max(1, min(tiles, 1 if INTERPRET else 8 * sm_count(dH.device)))
+    shape = _shape(hidden)
+    table = pointer_table(hidden)
+    sms = sm_count(dH.device)
     lp = triton.next_power_of_2(L)
     dh = torch.empty((L, *dH.shape), device=dH.device, dtype=dH.dtype) if need_dh else dH.new_empty(0)
-    plog = torch.empty((progs, lp), device=dH.device, dtype=torch.float32)
-    _bwd_kernel[(progs,)](pointer_table(hidden), hidden[0], weights, dH, dh, plog, numel, L, tiles,
-                          NEED_DH=need_dh, NEED_LOGITS=need_logits, BLOCK=block, LP=lp, num_warps=8)
-    return (dh if need_dh else None), (plog.sum(0)[:L] if need_logits else None)
+
+    def programs(config):
+        return max(1, min(triton.cdiv(numel, _block(numel, config)), 1 if INTERPRET else 8 * sms))
+    cands = plans(CANDIDATES, programs, sms)
+    result = {}
+
+    def launch(config):
+        block = _block(numel, config)
+        progs = programs(config)
+        plog = torch.empty((progs, lp), device=dH.device, dtype=torch.float32)
+        _bwd_kernel[(progs,)](table, hidden[0], weights, dH, dh, plog, numel, L, triton.cdiv(numel, block),
+                              ALIGNED=shape[2], NEED_DH=need_dh, NEED_LOGITS=need_logits, BLOCK=block, LP=lp,
+                              num_warps=config[1])
+        result["plog"] = plog
+    launch(pick("weighted_layer_sum.bwd", (*shape, need_dh, need_logits), cands, launch, dH.device, _INTERP))
+    return (dh if need_dh else None), (result["plog"].sum(0)[:L] if need_logits else None)

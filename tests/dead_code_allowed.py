@@ -24,3 +24,7 @@ TASK                           # tasks/*.py: the registered Task (register_task 
 # Flags read by other libraries.
 _._dynamo_marked_constant      # torch.compile reads it (what assume_constant_result sets)
 _._hp_optimizer_states_linked  # DeepSpeed's optimizer reads it to re-link parameter fragments
+
+# Tile selection hooks used from benchmarks/ and tests/ (outside vulture's reach).
+_.selection_seconds            # kernels/_tuning.py: benchmarks report the time spent choosing tiles
+_.forced                       # kernels/_tuning.py: tests and compile_check force each candidate
