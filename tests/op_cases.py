@@ -6,12 +6,13 @@ from elp_fast import ops
 from numerics import run, saved_bytes
 
 
-def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=torch.float32):
-    """Activations at unit scale, adapter weights at a scale where the bottleneck matters."""
-    g = torch.Generator().manual_seed(seed)
+def make_inputs(n, d, r, variant, seed=0, param_dtype=torch.float32, act_dtype=torch.float32, device="cpu"):
+    """Activations at unit scale, adapter weights at a scale where the bottleneck matters. Made on
+    `device` with its own generator (building 262,144-token inputs on a CPU takes seconds)."""
+    g = torch.Generator(device=device).manual_seed(seed)
 
     def mk(*shape, scale=1.0, shift=0.0, dtype=param_dtype):
-        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
+        return (shift + scale * torch.randn(*shape, generator=g, device=device)).to(dtype)
 
     inputs = dict(x=mk(n, d, dtype=act_dtype), down_w=mk(r, d, scale=d ** -0.5), down_b=mk(r, scale=0.1),
                   up_w=mk(d, r, scale=r ** -0.5), up_b=mk(d, scale=0.1), ln_w=mk(d, scale=0.1, shift=1.0),
@@ -62,11 +63,11 @@ def saved_bytes_per_token(backend, variant, n=64, d=1024, r=64):
     return saved_bytes(op, list(leaves.values())) / n
 
 
-def agg_inputs(L, n, d, m, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
+def agg_inputs(L, n, d, m, seed=0, dtype=torch.float32, device="cpu"):
+    g = torch.Generator(device=device).manual_seed(seed)
 
     def mk(*shape, scale=1.0, shift=0.0):
-        return (shift + scale * torch.randn(*shape, generator=g)).to(dtype)
+        return (shift + scale * torch.randn(*shape, generator=g, device=device)).to(dtype)
 
     inputs = dict(hidden_states=[mk(n, d) for _ in range(L)], proj_w=mk(L, m, d, scale=d ** -0.5),
                   proj_b=mk(L, m, scale=0.1), ln_w=mk(L, m, scale=0.1, shift=1.0), ln_b=mk(L, m, scale=0.1),

@@ -315,9 +315,8 @@ def _cuda_ready():
 @pytest.mark.parametrize("n,d,r,dtype,variant,activation", _gpu_cases())
 def test_bottleneck_matches_reference_gpu(n, d, r, dtype, variant, activation):
     assert _cuda_ready(), "the extension was built without CUDA"
-    inputs, dy = make_inputs(n, d, r, variant)
-    inputs = {k: v.cuda() for k, v in inputs.items()}
-    fused, base, gold = results("native", inputs, dy.cuda(), activation, dtype=dtype)
+    inputs, dy = make_inputs(n, d, r, variant, device="cuda")
+    fused, base, gold = results("native", inputs, dy, activation, dtype=dtype)
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=is_reduced), f"N={n} d={d} r={r}")
 
 
@@ -325,10 +324,9 @@ def test_bottleneck_matches_reference_gpu(n, d, r, dtype, variant, activation):
 @pytest.mark.parametrize("L,n,d,m,dtype,activation,hidden_grad", AGG_CASES)
 def test_aggregations_match_reference_gpu(L, n, d, m, dtype, activation, hidden_grad):
     assert _cuda_ready(), "the extension was built without CUDA"
-    inputs, dH = agg_inputs(L, n, d, m)
-    inputs = {k: ([h.cuda() for h in v] if isinstance(v, list) else v.cuda()) for k, v in inputs.items()}
+    inputs, dH = agg_inputs(L, n, d, m, device="cuda")
     frozen = () if hidden_grad else ("hidden_states",)
-    fused, base, gold = agg_results("native", inputs, dH.cuda(), activation, dtype, frozen)
+    fused, base, gold = agg_results("native", inputs, dH, activation, dtype, frozen)
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=agg_is_reduced), f"L={L} N={n} d={d} m={m}")
     wsum = {"hidden_states": inputs["hidden_states"], "layer_logits": inputs["layer_logits"]}
     fused, base, gold = wsum_results("native", wsum, torch.randn(n, d, device="cuda"), dtype)

@@ -132,14 +132,14 @@ def _gpu_grid():
 @pytest.mark.gpu
 @pytest.mark.parametrize("n,d,r,dtype,variant,activation", _gpu_grid())
 def test_matches_reference_gpu(n, d, r, dtype, variant, activation):
-    inputs, dy = make_inputs(n, d, r, variant)
-    inputs = {k: v.cuda() for k, v in inputs.items()}
-    fused, base, gold = results(inputs, dy.cuda(), activation, dtype=dtype)
+    inputs, dy = make_inputs(n, d, r, variant, device="cuda")
+    fused, base, gold = results(inputs, dy, activation, dtype=dtype)
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=is_reduced), f"N={n} d={d} r={r}")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("r", [64, 256])
 def test_deterministic_gpu_full_size(r):
-    inputs, dy = make_inputs(262_144, 1024, r, "residual", param_dtype=torch.bfloat16, act_dtype=torch.bfloat16)
-    assert_deterministic({k: v.cuda() for k, v in inputs.items()}, dy.cuda())
+    inputs, dy = make_inputs(262_144, 1024, r, "residual", param_dtype=torch.bfloat16, act_dtype=torch.bfloat16,
+                             device="cuda")
+    assert_deterministic(inputs, dy)

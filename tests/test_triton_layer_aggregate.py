@@ -146,9 +146,8 @@ def _gpu_grid():
 @pytest.mark.gpu
 @pytest.mark.parametrize("L,n,d,m,dtype,activation", _gpu_grid())
 def test_layer_aggregate_matches_reference_gpu(L, n, d, m, dtype, activation):
-    inputs, dH = agg_inputs(L, n, d, m)
-    inputs = {k: ([h.cuda() for h in v] if isinstance(v, list) else v.cuda()) for k, v in inputs.items()}
-    fused, base, gold = agg_results(inputs, dH.cuda(), activation, dtype)
+    inputs, dH = agg_inputs(L, n, d, m, device="cuda")
+    fused, base, gold = agg_results(inputs, dH, activation, dtype)
     assert_all_pass(compare(fused, base, gold, dtype=dtype, reduced=is_reduced), f"L={L} N={n} d={d} m={m}")
     wsum = {"hidden_states": inputs["hidden_states"], "layer_logits": inputs["layer_logits"]}
     fused, base, gold = wsum_results(wsum, torch.randn(n, d, device="cuda"), dtype)
