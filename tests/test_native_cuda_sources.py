@@ -52,17 +52,39 @@ def test_cuda_sources_compile_for_sm90_without_spills(tmp_path):
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(compile_one, sources))
-    spills = {}
+    spills, registers = {}, {}
     for src, out in results:
         assert out.returncode == 0, f"{src.name}:\n{out.stderr[-4000:]}"
-        # ptxas -v: "Compiling entry function 'NAME'" ... "N bytes spill stores" per kernel
+        # ptxas -v: "Compiling entry function 'NAME'" ... "N bytes spill stores" ... "Used N registers"
         for name, spill in re.findall(r"Compiling entry function '(\w+)'.*?(\d+) bytes spill stores",
                                       out.stderr, flags=re.S):
             spills[name] = int(spill)
+        for name, regs in re.findall(r"Compiling entry function '(\w+)'.*?Used (\d+) registers", out.stderr,
+                                     flags=re.S):
+            registers[name] = int(regs)
     assert len(spills) > 50, f"expected every kernel instantiation in the ptxas report, got {len(spills)}"
-    # <T, E, S> with S (slots per thread) = 1: every width up to 1024 threads x 16 bytes.
-    single_slot = {n: s for n, s in spills.items() if re.search(r"ELi(1|4|8)ELi1EEEv", n)}
+    assert registers.keys() == spills.keys()
+    # <T, E, S> with S (slots per thread) = 1: every width up to 1024 threads x 16 bytes (the pattern
+    # also matches fp32, mangled "IfLi4E...", where the 16-bit types have "E" before "Li").
+    single_slot = {n: s for n, s in spills.items() if re.search(r"Li(1|4|8)ELi1EEEv", n)}
     assert len(single_slot) >= 12 and not any(single_slot.values()), single_slot
+    # bias_act <T, E> (E = 1 or 16 bytes) and bias_act_grad <T>: one variant per type, all used.
+    columns = {n: s for n, s in spills.items() if "bias_act" in n}
+    assert len(columns) == 9 and not any(columns.values()), columns
+
+    # The launch geometry the launchers' comments give at the realistic widths: the chunked backward
+    # kernels' 16-byte single-slot variants run 256-thread blocks (row groups), two of which share
+    # an SM's 65,536 registers at <= 128 registers a thread; bias_act_grad runs up to 512 threads.
+    def regs_of(kernel, pattern=""):
+        found = {n: r for n, r in registers.items() if kernel in n and re.search(pattern, n)}
+        assert found, kernel
+        return found
+
+    for kernel in ("adapter_out_grad_kernel", "layer_bwd_kernel"):
+        chunked = regs_of(kernel, r"Li(4|8)ELi1EEEv")
+        assert len(chunked) == 3 and max(chunked.values()) <= 128, chunked
+    grad = regs_of("bias_act_grad_kernel")
+    assert max(grad.values()) <= 128, grad
 
 
 def test_host_sources_compile_with_cuda_enabled():

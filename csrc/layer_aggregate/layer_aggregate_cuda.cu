@@ -1,7 +1,9 @@
 // CUDA row kernels of layer_aggregate (the per-layer GEMMs are cuBLAS, issued by
 // layer_aggregate.cpp): bias + activation + LayerNorm + weighted accumulation of one layer, one
-// row per block with the row in registers; backward sums the parameter gradients per chunk of
-// rows in registers and the logit gradient with a block reduction (no atomics).
+// row per block with the row in registers; backward takes a chunk of rows per block, split over
+// row groups that each hold one row at a time in registers, sums the parameter gradients per
+// chunk in registers (the groups' partials in group order) and the logit gradient with a block
+// reduction (no atomics).
 #include "../common/cuda_utils.cuh"
 
 namespace elp_fast::cuda {
@@ -65,10 +67,15 @@ __global__ void layer_fwd_kernel(LayerFwdArgs a) {
   }
 }
 
+// One block per chunk of rows; row group threadIdx.y takes the chunk's rows [y * per, (y + 1) * per),
+// per = ceil(chunk / groups). Every group walks `per` rows (rows past the end are computed on
+// zeros and neither stored nor summed), so the group reductions synchronise the block in step.
 template <typename T, int E, int S>
 __global__ void layer_bwd_kernel(LayerBwdArgs a) {
-  __shared__ float red[32];
-  const int64_t m = a.m, r0 = blockIdx.x * a.chunk_rows, r1 = min(a.n, r0 + a.chunk_rows);
+  __shared__ float red[2][32];
+  const int64_t m = a.m, c0 = int64_t(blockIdx.x) * a.chunk_rows, c1 = min(a.n, c0 + a.chunk_rows);
+  const int64_t per = rows_per_group(a.chunk_rows);
+  const int64_t g0 = c0 + threadIdx.y * per;
   const float w = a.weights[a.layer];
   float zb[S][E], q[S][E], g[S][E], p[E], lb[E];
   float acc[3][S][E];  // d_b, d_ln_w, d_ln_b for this thread's columns
@@ -79,12 +86,14 @@ __global__ void layer_bwd_kernel(LayerBwdArgs a) {
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[k][s][e] = 0.f;
   float gsum = 0.f;
-  for (int64_t i = r0; i < r1; ++i) {
-    const float mean = a.stats[2 * i], rstd = a.stats[2 * i + 1];
+  for (int64_t r = 0; r < per; ++r) {
+    const int64_t i = g0 + r;
+    const bool live = i < c1;  // the same for the whole row group
+    const float mean = live ? a.stats[2 * i] : 0.f, rstd = live ? a.stats[2 * i + 1] : 0.f;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       const int64_t c = col<E>(s);
-      if (c >= m) {
+      if (!live || c >= m) {
 #pragma unroll
         for (int e = 0; e < E; ++e) zb[s][e] = q[s][e] = g[s][e] = 0.f;
         continue;
@@ -107,20 +116,21 @@ __global__ void layer_bwd_kernel(LayerBwdArgs a) {
         g[s][e] = dt * p[e];
       }
     }
-    // LayerNorm backward, then the activation's
-    float s1 = 0.f, s2 = 0.f;
+    // LayerNorm backward (both sums in one reduction over the row group), then the activation's
+    float sums[2] = {0.f, 0.f};
 #pragma unroll
     for (int s = 0; s < S; ++s)
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        s1 += g[s][e];
-        s2 += g[s][e] * q[s][e];
+        sums[0] += g[s][e];
+        sums[1] += g[s][e] * q[s][e];
       }
-    const float m1 = block_sum(s1, red) / float(m), m2 = block_sum(s2, red) / float(m);
+    group_sum<2>(sums, red);
+    const float m1 = sums[0] / float(m), m2 = sums[1] / float(m);
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       const int64_t c = col<E>(s);
-      if (c >= m) continue;
+      if (!live || c >= m) continue;
       float dz[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -130,18 +140,21 @@ __global__ void layer_bwd_kernel(LayerBwdArgs a) {
       store<T, E>(static_cast<T*>(a.dz) + i * m + c, dz);
     }
   }
-  float* part = a.part + blockIdx.x * 3 * m;
+  add_row_groups<3, S, E>(acc);
+  if (threadIdx.y == 0) {
+    float* part = a.part + int64_t(blockIdx.x) * 3 * m;
 #pragma unroll
-  for (int s = 0; s < S; ++s) {
-    const int64_t c = col<E>(s);
-    if (c >= m) continue;
+    for (int s = 0; s < S; ++s) {
+      const int64_t c = col<E>(s);
+      if (c >= m) continue;
 #pragma unroll
-    for (int k = 0; k < 3; ++k)
+      for (int k = 0; k < 3; ++k)
 #pragma unroll
-      for (int e = 0; e < E; ++e) part[k * m + c + e] = acc[k][s][e];
+        for (int e = 0; e < E; ++e) part[k * m + c + e] = acc[k][s][e];
+    }
   }
-  const float total = block_sum(gsum, red);
-  if (threadIdx.x == 0) a.gpart[blockIdx.x] = total;
+  const float total = block_sum(gsum, red[0]);  // over every thread of the block, all row groups
+  if (threadIdx.x == 0 && threadIdx.y == 0) a.gpart[blockIdx.x] = total;
 }
 
 }  // namespace
@@ -154,12 +167,14 @@ void layer_fwd(const LayerFwdArgs& a) {
   });
 }
 
+// One launch per layer (layer_aggregate.cpp interleaves each layer's kernel with its GEMMs); one
+// block per chunk of rows, row groups from launch_rows (geometry: cuda_utils.cuh).
 void layer_bwd(const LayerBwdArgs& a) {
   if (a.n == 0) return;
   const bool aligned = aligned16(a.z) && aligned16(a.dH) && aligned16(a.dz);
   by_type(a.t, [&]<typename T>() {
     launch_rows<T>(a.m, aligned, (a.n + a.chunk_rows - 1) / a.chunk_rows, a,
-                   []<int E, int S>() { return &layer_bwd_kernel<T, E, S>; });
+                   []<int E, int S>() { return &layer_bwd_kernel<T, E, S>; }, a.chunk_rows);
   });
 }
 
