@@ -2,22 +2,34 @@
 and the CUDA kernels of the native extension. (CPU rows: benchmarks/bench_cpu.py.)
 
     python benchmarks/bench_ops.py                 # on a GPU: the docs/performance.md configurations
-    python benchmarks/bench_ops.py --smoke         # CPU, tiny sizes, Triton interpreter (CI)
+    python benchmarks/bench_ops.py --compile       # the same, with the torch.compile baseline
+    python benchmarks/bench_ops.py --sizes roofline,realistic --list   # the plan, in run order
+    python benchmarks/bench_ops.py --smoke --compile   # CPU, tiny sizes, Triton interpreter (CI)
+
+Configurations run in the order of --sizes (size class by size class); within a class the
+E-adapter (d = 1024, r in {64, 256}: the section 2 targets) comes first, then layer_aggregate and
+weighted_layer_sum, so every op has the rows of the first class before any row of the next.
 
 Providers, all on the same inputs in the working dtype (bf16 on the GPU):
   eager      the module composition a user writes (F.linear, F.layer_norm; for the L path one
              module per layer, torch.stack, multiply, sum), i.e. the baseline of the targets;
-  compile    torch.compile of that composition (default mode; `aot_eager` in smoke mode, since
-             Inductor's CPU compile takes minutes on CI);
+  compile    with --compile only: torch.compile of that composition (default mode; `aot_eager`
+             in smoke mode, since Inductor's CPU compile takes minutes on CI). Without it the
+             rows have no compile provider and the speed-ups against it stay empty;
   reference  elp_fast's reference op (fp32 accumulation: the spec, not tuned for speed), timed up
              to 25,568 tokens only (its fp32 activations of the roofline sizes do not fit);
   triton     elp_fast's Triton kernels;
   native     elp_fast's compiled extension (cuBLAS GEMMs + CUDA row kernels), when it was built
              with CUDA. The summary compares it with triton: the dispatcher's CUDA order.
 The correctness gate runs once per configuration on its first 65,536 token rows (float64 gold).
+The first timed call of every provider and mode is timed apart (first_call_s); for triton, select_s
+is what the kernels spent choosing tile configurations in it, the gate's choosing added on the
+fwd+bwd row (nan where they choose none).
 The floor is the bytes the fused design must move (docs/performance.md 1) over the measured copy
-bandwidth. Rows go to benchmarks/results/<gpu>-<date>.csv unless --out says otherwise; the
-summary at the end reads the targets of docs/performance.md 2 off the rows.
+bandwidth. Rows go to benchmarks/results/<gpu>-<date>.csv unless --out says otherwise, rewritten
+after every configuration; the summary at the end reads the targets of docs/performance.md 2 off
+the rows. The same cases, providers and gate also run under pytest-benchmark
+(benchmarks/test_ops_bench.py); the interleaved rows of this script are the ones committed.
 """
 from __future__ import annotations
 
@@ -133,21 +145,56 @@ def wsum_case(L, n, d, device, dtype, seed=0):
                 reduced=lambda name: name == "grad:layer_logits")
 
 
-def configurations(smoke: bool, device, dtype, sizes: list[str]):
-    if smoke:
-        yield bottleneck_case(64, 64, 16, device, dtype)
-        yield aggregate_case(3, 64, 64, 32, device, dtype)
-        yield wsum_case(3, 64, 64, device, dtype)
-        return
-    tokens = {"realistic": [6392, 25568], "roofline": [262_144, 1_048_576]}
-    ns = [n for s in sizes for n in tokens[s]]
-    for n in ns:
-        for r in (64, 256):
-            yield bottleneck_case(n, 1024, r, device, dtype)
-    for n in (x for x in ns if x <= 262_144):  # 25 layers x 1M tokens do not fit with gradients
-        for L in (13, 25):
-            yield aggregate_case(L, n, 1024, 512, device, dtype)
-            yield wsum_case(L, n, 1024, device, dtype)
+OPS = ("bottleneck_adapter", "layer_aggregate", "weighted_layer_sum")
+SIZES = {"realistic": (6392, 25568), "roofline": (262_144, 1_048_576)}  # tokens per size class
+LAYER_MAX_TOKENS = 262_144  # 25 layers x 1M tokens do not fit with gradients
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One configuration of the plan, before any tensor exists (build() allocates them)."""
+    op: str
+    size: str  # the size class: "smoke", "realistic" or "roofline"
+    tokens: int
+    d: int
+    width: int  # r for the bottleneck, m for layer_aggregate, 0 otherwise
+    layers: int
+
+    def __str__(self) -> str:
+        return f"{self.op}-{self.size}-N{self.tokens}-d{self.d}-w{self.width}-L{self.layers}"
+
+    def build(self, device, dtype) -> dict:
+        if self.op == "bottleneck_adapter":
+            return bottleneck_case(self.tokens, self.d, self.width, device, dtype)
+        if self.op == "layer_aggregate":
+            return aggregate_case(self.layers, self.tokens, self.d, self.width, device, dtype)
+        return wsum_case(self.layers, self.tokens, self.d, device, dtype)
+
+
+def plan(sizes: list[str], ops=OPS) -> list[Spec]:
+    """The configurations in run order: the size classes in the order given; within one, the
+    E-adapter at d = 1024, r in {64, 256} (the targets) first, then layer_aggregate and
+    weighted_layer_sum (L in {13, 25}, up to LAYER_MAX_TOKENS). "smoke": CI's tiny shapes."""
+    specs = []
+    for size in sizes:
+        if size == "smoke":
+            cls = [Spec("bottleneck_adapter", size, 64, 64, 16, 1), Spec("layer_aggregate", size, 64, 64, 32, 3),
+                   Spec("weighted_layer_sum", size, 64, 64, 0, 3)]
+        elif size in SIZES:
+            ns = SIZES[size]
+            cls = [Spec("bottleneck_adapter", size, n, 1024, r, 1) for n in ns for r in (64, 256)]
+            cls += [s for n in ns if n <= LAYER_MAX_TOKENS for L in (13, 25)
+                    for s in (Spec("layer_aggregate", size, n, 1024, 512, L), Spec("weighted_layer_sum", size, n, 1024, 0, L))]
+        else:
+            raise ValueError(f"unknown size class {size!r}: smoke, {', '.join(SIZES)}")
+        specs += [s for s in cls if s.op in ops]
+    return specs
+
+
+def configurations(smoke: bool, device, dtype, sizes: list[str], ops=OPS):
+    """The cases of plan(), each built (its tensors allocated) only when the loop reaches it."""
+    for spec in plan(["smoke"] if smoke else sizes, ops):
+        yield spec.build(device, dtype)
 
 
 # --- one configuration ---------------------------------------------------------------------
@@ -215,6 +262,19 @@ def native_ready(device) -> bool:
     return device.type == "cpu" or bool(_native.record().get("cuda"))
 
 
+def provider_names(tokens: int, device, with_compile: bool) -> list[str]:
+    """The providers a configuration of `tokens` rows is measured with, in timing order."""
+    names = ["eager"] + (["compile"] if with_compile else [])
+    names += (["reference"] if tokens <= REFERENCE_MAX_TOKENS else []) + ["triton"]
+    return names + (["native"] if native_ready(device) else [])
+
+
+def providers(case: dict, device, smoke: bool, with_compile: bool) -> dict:
+    """{provider: fn} of a case (provider_names); the compile wrapper is shared by the run."""
+    return {name: _compiled(case["fns"]["eager"], smoke) if name == "compile" else case["fns"][name]
+            for name in provider_names(case["tokens"], device, with_compile)}
+
+
 GATE_ROWS = 65_536  # the gate checks the first rows only: a float64 gold of 1M tokens does not fit
 REFERENCE_MAX_TOKENS = 25_568  # beyond, the fp32 reference's activations crowd out the others
 
@@ -236,35 +296,46 @@ def gate_case(case: dict, fns: dict, dtype, rows: int = GATE_ROWS) -> tuple[dict
     return harness.gate_providers(fns, lambda fn: run(fn, inputs, dy), base, gold, dtype, case["reduced"])
 
 
+def gated(case: dict, fns: dict, dtype) -> tuple[dict, dict, float]:
+    """gate_case, and the seconds the Triton kernels spent choosing tiles in it: the gate calls
+    them first, so at a new shape class the choice happens there (nan where they choose none)."""
+    before = harness.selection_seconds()
+    gates, timed = gate_case(case, fns, dtype)
+    return gates, timed, harness.selection_seconds() - before
+
+
+def row_select_s(provider: str, mode: str, first_call: float, gate: float) -> float:
+    """A row's select_s: the tile selection in its first call; the triton fwd+bwd row also carries
+    the gate's (a forward and backward), so a configuration's rows add up to all it caused."""
+    return first_call + gate if provider == "triton" and mode == "fwd+bwd" else first_call
+
+
 def fill_timed(row: harness.Row, timings: dict, case: dict, mode: str, bandwidth: float) -> None:
     """A timed row's times, rates, % of the floor and speed-ups against the baselines timed."""
-    row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms = timings[row.provider]
+    row.first_call_s, row.median_ms, row.p20_ms, row.p80_ms, row.select_s = timings[row.provider]
     row.gbps = case["bytes"][mode] / row.median_ms / 1e6
     row.tflops = case["flops"][mode] / row.median_ms / 1e9
     row.pct_of_floor = 100 * (case["bytes"][mode] / bandwidth / 1e6) / row.median_ms
     for ref in harness.BASELINES:
         if ref in timings:
-            setattr(row, f"speedup_vs_{ref}", timings[ref][1] / row.median_ms)
+            setattr(row, f"speedup_vs_{ref}", timings[ref].median_ms / row.median_ms)
 
 
-def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict) -> list:
-    fns = {"eager": case["fns"]["eager"], "compile": _compiled(case["fns"]["eager"], smoke),
-           "reference": case["fns"]["reference"], "triton": case["fns"]["triton"]}
-    if native_ready(device):
-        fns["native"] = case["fns"]["native"]
-    if case["tokens"] > REFERENCE_MAX_TOKENS:
-        del fns["reference"]
-    gates, timed = gate_case(case, fns, dtype)
+def bench(case: dict, device, dtype, rounds: int, smoke: bool, bandwidth: float, env: dict,
+          with_compile: bool = False) -> list:
+    fns = providers(case, device, smoke, with_compile)
+    gates, timed, gate_select_s = gated(case, fns, dtype)
     rows = []
     with_bwd(case)
     for mode in MODES:
         calls, args, flat = mode_calls(mode, timed, case["inputs"], case["grad_out"])
-        timings = harness.time_providers(calls, device, rounds, smoke)
+        timings = harness.time_providers(calls, device, rounds, smoke, select=("triton",))
         for name in fns:
             row = harness.Row(case["op"], name, mode, case["tokens"], case["d"], case["width"], case["layers"],
                               str(dtype).replace("torch.", ""), gate=gates[name], env=env)
             if name in timings:
                 fill_timed(row, timings, case, mode, bandwidth)
+                row.select_s = row_select_s(name, mode, row.select_s, gate_select_s)
                 row.peak_mem_mb = harness.peak_memory_mb(calls[name], device)
                 if mode == "fwd+bwd" and name != "compile":
                     row.saved_bytes_per_token = saved_bytes(lambda: fns[name](**args), flat) / case["tokens"]
@@ -310,11 +381,25 @@ def summary(rows: list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, Triton interpreter (CI)")
-    p.add_argument("--sizes", default="realistic,roofline", help="comma list of realistic, roofline")
-    p.add_argument("--ops", default="bottleneck_adapter,layer_aggregate,weighted_layer_sum")
+    p.add_argument("--sizes", default="realistic,roofline",
+                   help="comma list of realistic, roofline, run in this order (default: %(default)s)")
+    p.add_argument("--ops", default=",".join(OPS))
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile of the eager composition (compiles cold in every run)")
+    p.add_argument("--list", action="store_true", help="print the configurations in run order and exit")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, help="CSV or JSON file for the rows")
     args = p.parse_args(argv)
+    wanted = args.ops.split(",")
+    if set(wanted) - set(OPS):
+        p.error(f"unknown op(s) {sorted(set(wanted) - set(OPS))}: {', '.join(OPS)}")
+    sizes = ["smoke"] if args.smoke else args.sizes.split(",")
+    if not args.smoke and set(sizes) - set(SIZES):
+        p.error(f"unknown size class(es) {sorted(set(sizes) - set(SIZES))}: {', '.join(SIZES)}")
+    if args.list:
+        for spec in plan(sizes, wanted):
+            print(spec)
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type == "cpu" and not args.smoke:
         p.error("no CUDA device: timings are only quoted for a GPU (use --smoke to check the script)")
@@ -323,17 +408,15 @@ def main(argv=None) -> int:
     bandwidth = harness.copy_bandwidth_gbps(device, 1 << 30 if device.type == "cuda" else 1 << 24)
     print(f"# {env}  copy bandwidth {bandwidth:.0f} GB/s", flush=True)
     rows = []
-    wanted = set(args.ops.split(","))
     out = args.out or (Path(os.environ.get("TMPDIR", "/tmp")) / "elp_fast-bench-smoke.csv"
                        if args.smoke else harness.default_path(env))
-    for case in configurations(args.smoke, device, dtype, args.sizes.split(",")):
-        if case["op"] not in wanted:
-            continue
-        new = bench(case, device, dtype, args.rounds if not args.smoke else 1, args.smoke, bandwidth, env)
+    for case in configurations(args.smoke, device, dtype, sizes, wanted):
+        new = bench(case, device, dtype, args.rounds if not args.smoke else 1, args.smoke, bandwidth, env,
+                    args.compile)
         for r in new:
             print(f"{r.op:18s} {r.mode:7s} N={r.tokens:<8d} w={r.width:<4d} L={r.layers:<3d} {r.provider:9s} "
                   f"{r.median_ms:9.3f} ms  x{r.speedup_vs_eager:5.2f} eager  {r.pct_of_floor:5.1f}% floor  "
-                  f"{r.gate[:60]}", flush=True)
+                  f"first {r.first_call_s:6.2f} s (select {r.select_s:5.2f} s)  {r.gate[:60]}", flush=True)
         rows += new
         harness.write(rows, out)  # after every configuration: a run cut short keeps its rows
         if device.type == "cuda":

@@ -3,6 +3,8 @@
 - every provider of a configuration is timed in the same run, interleaved over >= 3 rounds;
   rows report the median of round medians and p20/p80 of all samples;
 - the first call (compilation, autotuning) is timed separately and never mixed into the samples;
+  the seconds the Triton kernels spend choosing tile configurations in it are read off their
+  tuning module (select_s);
 - a correctness gate against the reference runs before timing: a failing provider is reported,
   not timed;
 - on CUDA: triton.testing.do_bench (CUDA events, L2 flushed) and the peak-memory delta; on CPU
@@ -20,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -52,6 +54,7 @@ class Row:
     peak_mem_mb: float = float("nan")
     saved_bytes_per_token: float = float("nan")
     first_call_s: float = float("nan")
+    select_s: float = float("nan")  # of first_call_s: the Triton kernels' tile selection (triton rows)
     gate: str = ""
     variant: str = ""
     env: dict = field(default_factory=dict)
@@ -131,16 +134,41 @@ def _samples(fn: Callable, device: torch.device, smoke: bool, samples: int | Non
     return out
 
 
+def selection_seconds() -> float:
+    """Wall seconds this process has spent so far choosing tile configurations for the Triton
+    kernels (their tuning module, kernels/_tuning.py); nan where the kernels have none."""
+    try:
+        from elp_fast.ops import _triton
+        return float(_triton.kernels("_tuning").selection_seconds())
+    except (ImportError, AttributeError):
+        return float("nan")
+
+
+def first_call(fn: Callable, device: torch.device, select: bool = False) -> tuple[float, float]:
+    """(seconds of one synchronised call, the tile-selection seconds within it: nan unless
+    `select`, or where the kernels do not select tiles)."""
+    before = selection_seconds() if select else float("nan")
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t
+    return seconds, (selection_seconds() - before if select else float("nan"))
+
+
+class Timing(NamedTuple):
+    first_call_s: float
+    median_ms: float  # of the round medians
+    p20_ms: float
+    p80_ms: float
+    select_s: float  # of first_call_s: tile selection (nan unless asked for)
+
+
 def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, smoke: bool,
-                   samples: int | None = None) -> dict:
-    """{provider: (first_call_s, median of round medians, p20, p80)}, providers interleaved."""
-    first = {}
-    for name, fn in fns.items():
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        first[name] = time.perf_counter() - t
+                   samples: int | None = None, select: tuple = ()) -> dict[str, Timing]:
+    """{provider: Timing}, providers interleaved; the first call of every provider is timed apart,
+    and for the providers named in `select` so is the tile selection within it."""
+    first = {name: first_call(fn, device, name in select) for name, fn in fns.items()}
     per_round: dict[str, list] = {n: [] for n in fns}
     pooled: dict[str, list] = {n: [] for n in fns}
     for _ in range(rounds):
@@ -151,7 +179,7 @@ def time_providers(fns: dict[str, Callable], device: torch.device, rounds: int, 
     out = {}
     for name in fns:
         q = statistics.quantiles(pooled[name], n=5) if len(pooled[name]) > 1 else pooled[name] * 4
-        out[name] = (first[name], statistics.median(per_round[name]), q[0], q[3])
+        out[name] = Timing(first[name][0], statistics.median(per_round[name]), q[0], q[3], first[name][1])
     return out
 
 

@@ -2,6 +2,8 @@
 profiler breakdown, the target verdicts, the generated results section of docs/performance.md and
 the charts are checked against what they are built from."""
 import csv
+import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from elp_fast.ops import _native
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import bench_ops  # noqa: E402
+import harness  # noqa: E402
 import report  # noqa: E402
 import step_profile  # noqa: E402
 import targets  # noqa: E402
@@ -32,7 +36,7 @@ def _script(name: str, tmp_path, *args: str, interpret: bool = False, timeout: i
 
 def test_bench_ops_smoke(tmp_path):
     pytest.importorskip("triton")
-    stdout, rows = _script("bench_ops.py", tmp_path, "--smoke", interpret=True)
+    stdout, rows = _script("bench_ops.py", tmp_path, "--smoke", "--compile", interpret=True)
     ops = {"bottleneck_adapter", "layer_aggregate", "weighted_layer_sum"}
     providers = {"eager", "compile", "reference", "triton"} | ({"native"} if _native.available() is None else set())
     assert {(r["op"], r["provider"], r["mode"]) for r in rows} == {
@@ -40,10 +44,94 @@ def test_bench_ops_smoke(tmp_path):
     for r in rows:
         assert r["gate"] == "ok", r
         assert float(r["median_ms"]) > 0 and float(r["p20_ms"]) <= float(r["p80_ms"])
+        assert float(r["first_call_s"]) > 0
+        # Tile selection is read for the Triton kernels only (nan where they select none).
+        select = float(r["select_s"])
+        assert (math.isnan(select) or select >= 0) if r["provider"] == "triton" else math.isnan(select), r
     triton_saved = [float(r["saved_bytes_per_token"]) for r in rows
                     if r["provider"] == "triton" and r["mode"] == "fwd+bwd" and r["op"] == "bottleneck_adapter"]
     assert triton_saved and triton_saved[0] <= 16 * 4 + 8  # fp32 smoke, r = 16: z + (mean, rstd)
     assert "smoke mode" in stdout
+
+
+def test_bench_ops_plan_order(capsys):
+    """--sizes runs the size classes in the order given, every op's rows of one class before any
+    of the next; within a class the E-adapter targets (d = 1024, r in {64, 256}) come first. The
+    plan builds no tensor, so it is checked here at the real sizes."""
+    specs = bench_ops.plan(["roofline", "realistic"])
+    assert [s.size for s in specs] == sorted((s.size for s in specs), key=["roofline", "realistic"].index)
+    for op in bench_ops.OPS:
+        mine = [s.size for s in specs if s.op == op]
+        assert mine.index("realistic") == mine.count("roofline") > 0, op
+    for size in ("roofline", "realistic"):
+        cls = [s for s in specs if s.size == size]
+        e = [s for s in cls if s.op == "bottleneck_adapter"]
+        assert cls[:len(e)] == e and {(s.d, s.width) for s in e} == {(1024, 64), (1024, 256)}
+        assert {s.layers for s in cls[len(e):]} == {13, 25}
+    assert max(s.tokens for s in specs if s.op != "bottleneck_adapter") == bench_ops.LAYER_MAX_TOKENS
+    assert [s.size for s in bench_ops.plan(["realistic", "roofline"])][0] == "realistic"
+    assert [s.op for s in bench_ops.plan(["smoke"], ["weighted_layer_sum"])] == ["weighted_layer_sum"]
+    assert bench_ops.main(["--list", "--sizes", "roofline,realistic"]) == 0
+    assert capsys.readouterr().out.split() == [str(s) for s in specs]
+    with pytest.raises(ValueError, match="unknown size class"):
+        bench_ops.plan(["huge"])
+
+
+def test_bench_ops_providers():
+    """torch.compile only with --compile; the reference up to REFERENCE_MAX_TOKENS."""
+    cpu = torch.device("cpu")
+    assert "compile" not in bench_ops.provider_names(64, cpu, with_compile=False)
+    assert bench_ops.provider_names(64, cpu, with_compile=True)[:3] == ["eager", "compile", "reference"]
+    assert "reference" not in bench_ops.provider_names(bench_ops.REFERENCE_MAX_TOKENS + 1, cpu, False)
+
+
+def test_selection_seconds_of_the_first_call(monkeypatch):
+    """select_s: what the kernels' tuning module counts during a provider's first call, for the
+    providers asked for only; nan where the module or its counter is missing."""
+    import types
+
+    spent = [0.0]
+    tuning = types.ModuleType("elp_fast.kernels._tuning")
+    tuning.selection_seconds = lambda: spent[0]
+    monkeypatch.setitem(sys.modules, "elp_fast.kernels._tuning", tuning)
+
+    def choose():
+        spent[0] += 0.25
+    out = harness.time_providers({"triton": choose, "eager": choose}, torch.device("cpu"), 1, True,
+                                 select=("triton",))
+    assert out["triton"].select_s == 0.25 and math.isnan(out["eager"].select_s)
+    # The gate calls the kernels first: its choosing goes to the triton fwd+bwd row.
+    assert [bench_ops.row_select_s("triton", m, 0.25, 1.0) for m in bench_ops.MODES] == [0.25, 0.25, 1.25]
+    assert math.isnan(bench_ops.row_select_s("eager", "fwd+bwd", float("nan"), 1.0))
+    monkeypatch.setitem(sys.modules, "elp_fast.kernels._tuning", types.ModuleType("elp_fast.kernels._tuning"))
+    assert math.isnan(harness.selection_seconds())
+
+
+def test_ops_pytest_benchmark_smoke(tmp_path):
+    """`pytest benchmarks --benchmark-only` (benchmarks/test_ops_bench.py): bench_ops' cases,
+    providers and gate under pytest-benchmark; the JSON is self-describing."""
+    pytest.importorskip("triton")
+    pytest.importorskip("pytest_benchmark")
+    out = tmp_path / "ops.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", f"--benchmark-json={out}",
+                           "--bench-compile", "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    ops = {"bottleneck_adapter", "layer_aggregate", "weighted_layer_sum"}
+    providers = {"eager", "compile", "reference", "triton"} | ({"native"} if _native.available() is None else set())
+    benches = data["benchmarks"]
+    assert {(b["extra_info"]["op"], b["extra_info"]["provider"], b["extra_info"]["mode"]) for b in benches} == {
+        (o, p, m) for o in ops for p in providers for m in ("fwd", "bwd", "fwd+bwd")}
+    for b in benches:
+        info = b["extra_info"]
+        assert info["gate"] == "ok" and info["dtype"] == "float32" and info["size"] == "smoke", b
+        assert info["tokens"] == 64 and info["d"] == 64 and info["layers"] >= 1 and info["bytes"] > 0
+        assert info["gbps"] > 0 and info["first_call_s"] > 0 and b["stats"]["median"] > 0
+        assert info["select_s"] is None or info["provider"] == "triton"
+        assert b["group"].startswith(f"{info['op']} {info['mode']} N=64")
+        assert (b["options"]["max_time"], b["options"]["min_rounds"]) == (0.01, 2)  # the smoke defaults
+    assert data["machine_info"]["elp_fast"]["torch"] == torch.__version__
 
 
 @pytest.mark.skipif(_native.available() is not None, reason="needs the native extension")
