@@ -244,20 +244,21 @@ def _epi_bwd_kernel(z_ptr, dH_ptr, g_ptr, b_ptr, w_ptr, dz_ptr, pg_ptr, pbias_pt
 # benchmarks/results/). The row plan at m = 512 spills at any tile: there the GEMM plan is the
 # only candidate. fp32 runs IEEE dots without tensor cores, which needs smaller tiles.
 _GEMM_HALF = ("gemm", 128, 128, 64, 8, 16, 8)
-_GEMM_FP32 = ("gemm", 64, 64, 32, 8, 16, 8)
+_GEMM_FP32 = ("gemm", 64, 64, 32, 8, 8, 8)
 CANDIDATES = {  # (fp32, backward) -> {MP: [config, ...]}
     (False, False): {**{mp: [("rows", 16, 64, 4), ("rows", 32, 64, 8), ("rows", 64, 64, 8)] for mp in (16, 32, 64)},
-                     128: [("rows", 16, 64, 4), ("rows", 32, 32, 8), _GEMM_HALF],
-                     256: [("rows", 16, 32, 4), ("rows", 16, 32, 8), _GEMM_HALF], 512: [_GEMM_HALF]},
+                     128: [("rows", 16, 64, 8), ("rows", 16, 32, 16), ("rows", 32, 32, 8), _GEMM_HALF],
+                     256: [("rows", 16, 32, 4), ("rows", 16, 32, 16), _GEMM_HALF], 512: [_GEMM_HALF]},
     (False, True): {**{mp: [("rows", 16, 64, 4), ("rows", 32, 64, 8), ("rows", 64, 64, 8)] for mp in (16, 32, 64)},
                     128: [("rows", 16, 32, 4), ("rows", 32, 32, 8), _GEMM_HALF],
                     256: [("rows", 16, 32, 8), _GEMM_HALF], 512: [_GEMM_HALF]},
-    (True, False): {**{mp: [("rows", 16, 32, 4), ("rows", 32, 32, 8)] for mp in (16, 32, 64)},
-                    128: [("rows", 16, 16, 8), _GEMM_FP32], 256: [("rows", 16, 32, 8), _GEMM_FP32],
+    (True, False): {16: [("rows", 16, 32, 4), ("rows", 16, 32, 8)],
+                    **{mp: [("rows", 16, 32, 4), ("rows", 32, 32, 8)] for mp in (32, 64)},
+                    128: [("rows", 16, 16, 8), _GEMM_FP32], 256: [("rows", 16, 16, 8), _GEMM_FP32],
                     512: [_GEMM_FP32]},
-    (True, True): {**{mp: [("rows", 16, 32, 4), ("rows", 32, 32, 8)] for mp in (16, 32, 64)},
-                   128: [("rows", 16, 32, 8), _GEMM_FP32], 256: [("rows", 16, 32, 8), _GEMM_FP32],
-                   512: [_GEMM_FP32]},
+    (True, True): {16: [("rows", 16, 32, 8), ("rows", 32, 32, 16)], 32: [("rows", 16, 16, 8), ("rows", 32, 32, 16)],
+                   64: [("rows", 16, 32, 8), ("rows", 32, 16, 8)], 128: [("rows", 16, 16, 4), _GEMM_FP32],
+                   256: [("rows", 16, 16, 8), _GEMM_FP32], 512: [_GEMM_FP32]},
 }
 
 
