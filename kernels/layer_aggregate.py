@@ -16,9 +16,10 @@ That row plan keeps a (BM, m) fp32 tile per live value, so wide adapters need BM
 16-row program re-reads each layer's whole projection (1 MiB at m = 512, d = 1024) from L2. The
 GEMM plan splits the work instead: a tiled GEMM per layer writes z_l = h_l P_l^T + p_l (working
 dtype, one (L, N, m) scratch; 128-row tiles, so each projection is read N / 128 times), and an
-epilogue row kernel applies act + LayerNorm + the weighted sum (backward: the same GEMM recomputes
-z, the epilogue writes dz_l over it, and dh_l = dz_l P_l is the same GEMM kernel again). It is a
-candidate like any tile (_tuning.py); at m = 512 it is the only one.
+epilogue applies act + LayerNorm + the weighted sum: the row kernels themselves, reading z
+instead of projecting (FROM_Z). Backward: the same GEMM recomputes z, the row kernel writes dz_l
+over it, and dh_l = dz_l P_l is the same GEMM kernel again. It is a candidate like any tile
+(_tuning.py); at m = 512 it is the only one.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from ._common import (ACT_CODES, INTERPRET, act_fwd, act_grad, aligned16, interp
 from ._tuning import pick, plans
 from .weight_grad import weight_grad
 
-MAX_M = 512  # the epilogue's (BM, m) fp32 tiles stay in registers
+MAX_M = 512  # the row kernels' (BM, m) fp32 tiles stay in registers
 
 
 @triton.jit
@@ -61,10 +62,22 @@ def _normalise(z, mmask, M, eps, ACT: tl.constexpr):
     return c * rstd[:, None], rstd
 
 
+@triton.jit
+def _z(table_ptr, z_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, N, D, M, BM: tl.constexpr, BD: tl.constexpr,
+       MP: tl.constexpr, OP_DT: tl.constexpr, ALIGNED: tl.constexpr, FROM_Z: tl.constexpr, INTERP: tl.constexpr):
+    """z_l for BM rows, fp32: projected here (the row plan), or read from the GEMM plan's scratch."""
+    if FROM_Z:
+        return tl.load(z_ptr + tl.cast(l, tl.int64) * N * M + rows64[:, None] * M + ms[None, :],
+                       mask=rmask[:, None] & mmask[None, :], other=0.0).to(tl.float32)
+    else:
+        h_ptr = table_pointer(table_ptr, l, OP_DT, ALIGNED)
+        return _project(h_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, D, M, BM, BD, MP, OP_DT, INTERP)
+
+
 @triton.jit(do_not_specialize=["N"])
-def _fwd_kernel(table_ptr, h0_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr, out_ptr, N, D, M, L, eps,
-                ACT: tl.constexpr, ALIGNED: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, MP: tl.constexpr,
-                INTERP: tl.constexpr):
+def _fwd_kernel(table_ptr, h0_ptr, z_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr, out_ptr, N, D, M, L, eps,
+                ACT: tl.constexpr, ALIGNED: tl.constexpr, FROM_Z: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+                MP: tl.constexpr, INTERP: tl.constexpr):
     OP_DT = h0_ptr.dtype.element_ty
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     rmask = rows < N
@@ -73,8 +86,8 @@ def _fwd_kernel(table_ptr, h0_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr, out_ptr,
     mmask = ms < M
     H = tl.zeros((BM, MP), tl.float32)
     for l in range(0, L):
-        h_ptr = table_pointer(table_ptr, l, OP_DT, ALIGNED)
-        z = _project(h_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, D, M, BM, BD, MP, OP_DT, INTERP)
+        z = _z(table_ptr, z_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, N, D, M, BM, BD, MP, OP_DT, ALIGNED,
+               FROM_Z, INTERP)
         ahat, rstd = _normalise(z, mmask, M, eps, ACT)
         g = tl.load(g_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
@@ -93,10 +106,11 @@ def _row_bwd(z, dH, g, b, wl, rstd, ahat, mmask, M, ACT: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["N", "rows_per_prog"])
-def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
+def _bwd_kernel(table_ptr, h0_ptr, z_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
                 dz_ptr, dh_ptr, pg_ptr, pbias_ptr, plog_ptr,
                 N, D, M, L, rows_per_prog, eps,
-                ACT: tl.constexpr, ALIGNED: tl.constexpr, NEED_DH: tl.constexpr, NEED_PARAMS: tl.constexpr,
+                ACT: tl.constexpr, ALIGNED: tl.constexpr, FROM_Z: tl.constexpr, NEED_DH: tl.constexpr,
+                NEED_PARAMS: tl.constexpr,
                 BM: tl.constexpr, BD: tl.constexpr, MP: tl.constexpr, INTERP: tl.constexpr):
     OP_DT = h0_ptr.dtype.element_ty
     pid = tl.program_id(0)
@@ -105,7 +119,6 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
     ms = tl.arange(0, MP)
     mmask = ms < M
     for l in range(0, L):
-        h_ptr = table_pointer(table_ptr, l, OP_DT, ALIGNED)
         wl = tl.load(w_ptr + l)
         g = tl.load(g_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
@@ -116,7 +129,8 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
             rows = r0 + tl.arange(0, BM)
             rmask = rows < end
             rows64 = rows.to(tl.int64)
-            z = _project(h_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, D, M, BM, BD, MP, OP_DT, INTERP)
+            z = _z(table_ptr, z_ptr, pw_ptr, pb_ptr, rows64, rmask, ms, mmask, l, N, D, M, BM, BD, MP, OP_DT,
+                   ALIGNED, FROM_Z, INTERP)
             ahat, rstd = _normalise(z, mmask, M, eps, ACT)
             dH = tl.load(dH_ptr + rows64[:, None] * M + ms[None, :], mask=rmask[:, None] & mmask[None, :],
                          other=0.0).to(tl.float32)
@@ -125,7 +139,7 @@ def _bwd_kernel(table_ptr, h0_ptr, dH_ptr, pw_ptr, pb_ptr, g_ptr, b_ptr, w_ptr,
             acc_g += tl.sum(do * ahat, axis=0)
             acc_bias += tl.sum(dz, axis=0)  # fp32, before rounding for the GEMMs
             dz = dz.to(OP_DT)
-            if NEED_PARAMS:
+            if NEED_PARAMS or FROM_Z:  # the GEMM plan's dh = dz P needs it too (over z, in place)
                 tl.store(dz_ptr + tl.cast(l, tl.int64) * N * M + rows64[:, None] * M + ms[None, :], dz,
                          mask=rmask[:, None] & mmask[None, :])
             if NEED_DH:
@@ -180,63 +194,6 @@ def _gemm_kernel(a_table, a_ptr, stride_al, b_ptr, stride_bl, stride_bk, stride_
     tl.store(out, acc, mask=rmask[:, None] & cmask[None, :])
 
 
-@triton.jit(do_not_specialize=["N"])
-def _epi_fwd_kernel(z_ptr, g_ptr, b_ptr, w_ptr, out_ptr, N, M, L, eps,
-                    ACT: tl.constexpr, BM: tl.constexpr, MP: tl.constexpr):
-    """H = sum_l w_l LN(act(z_l)) for BM rows, from the GEMM's z (L, N, m)."""
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    rmask = rows < N
-    rows64 = rows.to(tl.int64)
-    ms = tl.arange(0, MP)
-    mmask = ms < M
-    H = tl.zeros((BM, MP), tl.float32)
-    for l in range(0, L):
-        z = tl.load(z_ptr + tl.cast(l, tl.int64) * N * M + rows64[:, None] * M + ms[None, :],
-                    mask=rmask[:, None] & mmask[None, :], other=0.0).to(tl.float32)
-        ahat, rstd = _normalise(z, mmask, M, eps, ACT)
-        g = tl.load(g_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
-        b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
-        H += tl.load(w_ptr + l) * (ahat * g[None, :] + b[None, :])
-    tl.store(out_ptr + rows64[:, None] * M + ms[None, :], H, mask=rmask[:, None] & mmask[None, :])
-
-
-@triton.jit(do_not_specialize=["N", "rows_per_prog"])
-def _epi_bwd_kernel(z_ptr, dH_ptr, g_ptr, b_ptr, w_ptr, dz_ptr, pg_ptr, pbias_ptr, plog_ptr,
-                    N, M, L, rows_per_prog, eps,
-                    ACT: tl.constexpr, BM: tl.constexpr, MP: tl.constexpr):
-    """dz_l (written over z_l in place) and the per-program partial sums, from the GEMM's z."""
-    pid = tl.program_id(0)
-    start = pid * rows_per_prog
-    end = tl.minimum(N, start + rows_per_prog)
-    ms = tl.arange(0, MP)
-    mmask = ms < M
-    for l in range(0, L):
-        wl = tl.load(w_ptr + l)
-        g = tl.load(g_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
-        b = tl.load(b_ptr + l * M + ms, mask=mmask, other=0.0).to(tl.float32)
-        acc_g = tl.zeros((MP,), tl.float32)
-        acc_bias = tl.zeros((MP,), tl.float32)
-        acc_log = tl.zeros((BM,), tl.float32)
-        for r0 in range(start, end, BM):
-            rows = r0 + tl.arange(0, BM)
-            rmask = rows < end
-            rows64 = rows.to(tl.int64)
-            at = tl.cast(l, tl.int64) * N * M + rows64[:, None] * M + ms[None, :]
-            tmask = rmask[:, None] & mmask[None, :]
-            z = tl.load(z_ptr + at, mask=tmask, other=0.0).to(tl.float32)
-            ahat, rstd = _normalise(z, mmask, M, eps, ACT)
-            dH = tl.load(dH_ptr + rows64[:, None] * M + ms[None, :], mask=tmask, other=0.0).to(tl.float32)
-            dz, row_log, do = _row_bwd(z, dH, g, b, wl, rstd, ahat, mmask, M, ACT)
-            acc_log += row_log
-            acc_g += tl.sum(do * ahat, axis=0)
-            acc_bias += tl.sum(dz, axis=0)
-            tl.store(dz_ptr + at, dz, mask=tmask)
-        part = pid.to(tl.int64) * L + l
-        tl.store(plog_ptr + part, tl.sum(acc_log, axis=0))
-        tl.store(pg_ptr + part * MP + ms, acc_g)
-        tl.store(pbias_ptr + part * MP + ms, acc_bias)
-
-
 # Candidates per (fp32, backward) and padded m, timed on the first call (_tuning.py):
 # ("rows", BM, BD, num_warps) for the row plan, ("gemm", BM, BN, BK, num_warps, epilogue BM,
 # epilogue num_warps) for the GEMM plan. Every candidate compiles for sm_90 without register
@@ -256,7 +213,7 @@ CANDIDATES = {  # (fp32, backward) -> {MP: [config, ...]}
                     **{mp: [("rows", 16, 32, 4), ("rows", 32, 32, 8)] for mp in (32, 64)},
                     128: [("rows", 16, 16, 8), _GEMM_FP32], 256: [("rows", 16, 16, 8), _GEMM_FP32],
                     512: [_GEMM_FP32]},
-    (True, True): {16: [("rows", 16, 32, 8), ("rows", 32, 32, 16)], 32: [("rows", 16, 16, 8), ("rows", 32, 32, 16)],
+    (True, True): {16: [("rows", 16, 32, 4), ("rows", 32, 16, 8)], 32: [("rows", 16, 32, 4), ("rows", 32, 32, 16)],
                    64: [("rows", 16, 32, 8), ("rows", 32, 16, 8)], 128: [("rows", 16, 16, 4), _GEMM_FP32],
                    256: [("rows", 16, 16, 8), _GEMM_FP32], 512: [_GEMM_FP32]},
 }
@@ -319,14 +276,14 @@ def forward(hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights, *, 
     def launch(config):
         if config[0] == "rows":
             _, bm, bd, warps = config
-            _fwd_kernel[(triton.cdiv(n, bm),)](
-                table, hidden[0], proj_w, proj_b, ln_w, ln_b, weights, out, n, d, m, L, eps,
-                ACT=ACT_CODES[activation], ALIGNED=aligned, BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
-            return
-        z = _project_all(hidden, proj_w, proj_b, aligned, config)
-        _epi_fwd_kernel[(triton.cdiv(n, config[5]),)](z, ln_w, ln_b, weights, out, n, m, L, eps,
-                                                       ACT=ACT_CODES[activation], BM=config[5], MP=mp,
-                                                       num_warps=config[6])
+            z = hidden[0]  # unused
+        else:  # the GEMM plan: z from the GEMM, then this kernel as its epilogue
+            z = _project_all(hidden, proj_w, proj_b, aligned, config)
+            bm, bd, warps = config[5], 16, config[6]
+        _fwd_kernel[(triton.cdiv(n, bm),)](
+            table, hidden[0], z, proj_w, proj_b, ln_w, ln_b, weights, out, n, d, m, L, eps,
+            ACT=ACT_CODES[activation], ALIGNED=aligned, FROM_Z=config[0] == "gemm", BM=bm, BD=bd, MP=mp,
+            INTERP=INTERPRET, num_warps=warps)
     launch(pick("layer_aggregate.fwd", shape_class, cands, launch, hidden[0].device, interp))
     return out
 
@@ -355,27 +312,24 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
         return triton.cdiv(n, rows_per_prog), rows_per_prog
 
     def launch(config):
-        if config[0] == "rows":
-            _, bm, bd, warps = config
-            progs, rows_per_prog = row_split(bm)
-            dz = torch.empty((L, n, m), device=dev, dtype=dt) if need_params else empty
-            dh = torch.empty((L, n, d), device=dev, dtype=dt) if need_dh else empty
-            pg, pbias, plog = partials(progs)
-            _bwd_kernel[(progs,)](
-                table, hidden[0], dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pbias, plog,
-                n, d, m, L, rows_per_prog, eps,
-                ACT=ACT_CODES[activation], ALIGNED=aligned, NEED_DH=need_dh, NEED_PARAMS=need_params,
-                BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
+        gemm = config[0] == "gemm"
+        if gemm:  # z from the GEMM; the row kernel, as its epilogue, writes dz over it
+            z = dz = _project_all(hidden, proj_w, proj_b, aligned, config)
+            bm, bd, warps = config[5], 16, config[6]
         else:
-            dz = _project_all(hidden, proj_w, proj_b, aligned, config)  # z, then dz in place
-            progs, rows_per_prog = row_split(config[5])
-            pg, pbias, plog = partials(progs)
-            _epi_bwd_kernel[(progs,)](dz, dH, ln_w, ln_b, weights, dz, pg, pbias, plog, n, m, L, rows_per_prog,
-                                      eps, ACT=ACT_CODES[activation], BM=config[5], MP=mp, num_warps=config[6])
-            dh = empty
-            if need_dh:  # dh_l = dz_l P_l
-                dh = _gemm(dz, proj_w, out=torch.empty((L, n, d), device=dev, dtype=dt), stride_bl=m * d,
-                           stride_bk=d, stride_bn=1, k=m, c=d, config=config)
+            _, bm, bd, warps = config
+            z = hidden[0]  # unused
+            dz = torch.empty((L, n, m), device=dev, dtype=dt) if need_params else empty
+        progs, rows_per_prog = row_split(bm)
+        dh = torch.empty((L, n, d), device=dev, dtype=dt) if need_dh else empty
+        pg, pbias, plog = partials(progs)
+        _bwd_kernel[(progs,)](
+            table, hidden[0], z, dH, proj_w, proj_b, ln_w, ln_b, weights, dz, dh, pg, pbias, plog,
+            n, d, m, L, rows_per_prog, eps,
+            ACT=ACT_CODES[activation], ALIGNED=aligned, FROM_Z=gemm, NEED_DH=need_dh and not gemm,
+            NEED_PARAMS=need_params, BM=bm, BD=bd, MP=mp, INTERP=INTERPRET, num_warps=warps)
+        if gemm and need_dh:  # dh_l = dz_l P_l
+            _gemm(dz, proj_w, out=dh, stride_bl=m * d, stride_bk=d, stride_bn=1, k=m, c=d, config=config)
         result.update(dz=dz, dh=dh, pg=pg, pbias=pbias, plog=plog)
     launch(pick("layer_aggregate.bwd", (*shape_class, need_dh, need_params), cands, launch, dev, interp))
     params: list[Optional[torch.Tensor]] = [None] * 4

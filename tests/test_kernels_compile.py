@@ -33,7 +33,6 @@ def test_kernels_compile_for_sm90():
     kernels = {w for l in proc.stdout.splitlines() for w in l.split() if w.endswith("_kernel")}
     for name in ("bottleneck_adapter._fwd_kernel", "bottleneck_adapter._bwd_kernel", "weight_grad._weight_grad_kernel",
                  "layer_aggregate._fwd_kernel", "layer_aggregate._bwd_kernel", "layer_aggregate._gemm_kernel",
-                 "layer_aggregate._epi_fwd_kernel", "layer_aggregate._epi_bwd_kernel",
                  "weighted_layer_sum._fwd_kernel", "weighted_layer_sum._bwd_kernel"):
         assert name in kernels, (name, proc.stdout[-2000:])
     table = [l.split() for l in proc.stdout.splitlines() if "layer_aggregate._fwd_kernel" in l]
@@ -49,6 +48,6 @@ def test_launch_plans_fill_the_card():
     rows = [l for l in proc.stdout.splitlines() if "_kernel" in l]
     assert len(rows) > 30 and not any("UNDER-FILLED" in l for l in rows)
     launched = {w for l in rows for w in l.split() if w.endswith("_kernel")}
-    assert {"bottleneck_adapter._fwd_kernel", "layer_aggregate._epi_fwd_kernel",
+    assert {"bottleneck_adapter._fwd_kernel", "layer_aggregate._gemm_kernel",
             "weighted_layer_sum._bwd_kernel"} <= launched
     assert proc.stdout.splitlines()[-1].startswith("# 0 target-row launches")
