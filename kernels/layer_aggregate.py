@@ -219,12 +219,17 @@ CANDIDATES = {  # (fp32, backward) -> {MP: [config, ...]}
 }
 
 
+def _row_tile(config) -> tuple[int, int, int]:
+    """(BM, BD, num_warps) of a candidate's row kernel: the row plan's tile, or the GEMM plan's
+    epilogue (which reads z and so needs no BD)."""
+    return tuple(config[1:4]) if config[0] == "rows" else (config[5], 16, config[6])
+
+
 def _programs(config, n: int, sms: int, backward: bool) -> int:
-    """Programs of a candidate's smallest launch (the one that decides how full the card is)."""
-    if config[0] == "rows":
-        blocks = triton.cdiv(n, config[1])
-        return min(blocks, 4 * sms) if backward else blocks
-    return min(triton.cdiv(n, config[5]), 4 * sms) if backward else triton.cdiv(n, config[5])
+    """Programs of the candidate's row kernel: its smallest launch, the one that decides how
+    full the card is (backward programs are persistent, at most 4 per SM)."""
+    blocks = triton.cdiv(n, _row_tile(config)[0])
+    return min(blocks, 4 * sms) if backward else blocks
 
 
 def _plan(hidden, m, backward: bool):
@@ -274,12 +279,9 @@ def forward(hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights, *, 
     table = pointer_table(hidden)
 
     def launch(config):
-        if config[0] == "rows":
-            _, bm, bd, warps = config
-            z = hidden[0]  # unused
-        else:  # the GEMM plan: z from the GEMM, then this kernel as its epilogue
-            z = _project_all(hidden, proj_w, proj_b, aligned, config)
-            bm, bd, warps = config[5], 16, config[6]
+        bm, bd, warps = _row_tile(config)
+        # The GEMM plan: z from the GEMM, then this kernel as its epilogue (the row plan: unused).
+        z = _project_all(hidden, proj_w, proj_b, aligned, config) if config[0] == "gemm" else hidden[0]
         _fwd_kernel[(triton.cdiv(n, bm),)](
             table, hidden[0], z, proj_w, proj_b, ln_w, ln_b, weights, out, n, d, m, L, eps,
             ACT=ACT_CODES[activation], ALIGNED=aligned, FROM_Z=config[0] == "gemm", BM=bm, BD=bd, MP=mp,
@@ -313,11 +315,10 @@ def backward(dH, hidden: list[torch.Tensor], proj_w, proj_b, ln_w, ln_b, weights
 
     def launch(config):
         gemm = config[0] == "gemm"
+        bm, bd, warps = _row_tile(config)
         if gemm:  # z from the GEMM; the row kernel, as its epilogue, writes dz over it
             z = dz = _project_all(hidden, proj_w, proj_b, aligned, config)
-            bm, bd, warps = config[5], 16, config[6]
         else:
-            _, bm, bd, warps = config
             z = hidden[0]  # unused
             dz = torch.empty((L, n, m), device=dev, dtype=dt) if need_params else empty
         progs, rows_per_prog = row_split(bm)

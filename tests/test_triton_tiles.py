@@ -1,6 +1,7 @@
 """Tile selection (kernels/_tuning.py): every candidate configuration of every Triton kernel gives
 the reference's results (docs/testing.md numerics) when forced, through the interpreter at small
 sizes; the grid-fill rule, the selection cache, and the aligned/unaligned pointer-table paths."""
+import contextlib
 import json
 
 import pytest
@@ -35,7 +36,6 @@ def _widths_of(padded: int) -> int:
 
 
 def _forced(**configs):
-    import contextlib
     stack = contextlib.ExitStack()
     for kernel, config in configs.items():
         stack.enter_context(K("_tuning").forced(kernel.replace("__", "."), config))
